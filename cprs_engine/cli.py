@@ -1,0 +1,37 @@
+"""The one entry point, `cprs`. Each subcommand lives in its own module, imported only when run,
+so `cprs serve` works without torch installed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (command, module, help). A module defines `add_arguments(parser)` and `run(args) -> int`.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("compress", "cprs_engine.commands.compress", "compress a document for a query"),
+    ("serve", "proxy.commands", "run the OpenAI-compatible proxy"),
+    ("engine", "cprs_engine.service", "the engine alone: `cprs engine serve`"),
+    ("train", "cprs_engine.train", "train the default critic (resumable)"),
+    ("eval", "cprs_engine.evaluate", "recall / ratio / latency against RAG and BM25"),
+    ("ab-report", "proxy.abreport", "summarise A/B arms: requests, tokens, latency, errors"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cprs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

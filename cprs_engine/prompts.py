@@ -1,0 +1,112 @@
+"""Control prompts: natural-language instructions that set the granularity of the compression.
+
+Modelled on Table 4 of the QwenLong-CPRS paper. Each prompt carries the tag word whose
+probability (against `outside`) the language-modelling head scores per token, and the
+granularity the decoder expands spans to. Users pick a prompt by name or by granularity, or
+override the text with free-form `instruction` (the granularity then still picks the tag and
+the expansion).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cprs_engine.errors import UnknownGranularity
+
+GRANULARITIES = ("keyword", "sentence", "paragraph")
+OUTSIDE_TAG = "outside"
+
+
+@dataclass(frozen=True)
+class ControlPrompt:
+    name: str
+    text: str
+    granularity: str
+    tag: str
+
+
+LIBRARY: dict[str, ControlPrompt] = {
+    p.name: p
+    for p in [
+        ControlPrompt(
+            "keyword",
+            "You are an expert in information extraction. Extract the keywords, entities and "
+            "short answer phrases from the document that answer the user's question.",
+            "keyword",
+            "keyword",
+        ),
+        ControlPrompt(
+            "kv",
+            "Extract the {key}:{value} pair for the key in the user's question from the document.",
+            "keyword",
+            "keyword",
+        ),
+        ControlPrompt(
+            "needle",
+            "Extract the 'needles' in the format of 'One of the special magic {type_needle_v} for "
+            "{key} is: {value}.' from the document.",
+            "sentence",
+            "needle",
+        ),
+        ControlPrompt(
+            "fact",
+            "You are an expert in information extraction; your task is to extract sentences from "
+            "the document as the supporting facts for answering the user's question.",
+            "sentence",
+            "fact",
+        ),
+        ControlPrompt(
+            "summary",
+            "Extract the sentences that carry the main points of the document, as an extractive "
+            "summary.",
+            "sentence",
+            "summary",
+        ),
+        ControlPrompt(
+            "paragraph",
+            "Retrieve chunks or paragraphs from the document that are related to the user's query.",
+            "paragraph",
+            "paragraph",
+        ),
+    ]
+}
+
+# The prompt a granularity uses when no prompt is named.
+DEFAULT_FOR: dict[str, str] = {"keyword": "keyword", "sentence": "fact", "paragraph": "paragraph"}
+
+
+def resolve(
+    granularity: str | None = None,
+    *,
+    prompt: str | None = None,
+    instruction: str | None = None,
+) -> ControlPrompt:
+    """The control prompt for a request.
+
+    `prompt` names a library entry; `granularity` picks that granularity's default; free-text
+    `instruction` replaces the text and keeps the granularity's tag. Nothing given: `sentence`.
+    """
+    if prompt is not None:
+        if prompt not in LIBRARY:
+            raise UnknownGranularity(
+                f"unknown control prompt {prompt!r}; known: {', '.join(sorted(LIBRARY))}",
+                param="prompt",
+            )
+        base = LIBRARY[prompt]
+        if granularity is not None and granularity != base.granularity:
+            _check(granularity)
+            base = ControlPrompt(base.name, base.text, granularity, base.tag)
+    else:
+        granularity = granularity or "sentence"
+        _check(granularity)
+        base = LIBRARY[DEFAULT_FOR[granularity]]
+    if instruction is not None and instruction.strip():
+        return ControlPrompt("custom", instruction.strip(), base.granularity, base.tag)
+    return base
+
+
+def _check(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise UnknownGranularity(
+            f"unknown granularity {granularity!r}; expected one of {', '.join(GRANULARITIES)}"
+        )
