@@ -18,18 +18,21 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands are listed; only `command`'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="cprs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module, help_text in COMMANDS:
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

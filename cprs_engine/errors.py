@@ -1,13 +1,13 @@
 """The engine's exceptions.
 
-    CPRSError                      base; `status` is the HTTP status the engine service answers
-    ├── InvalidInput (400)         the caller's fault; `param` names the field
-    │   ├── EmptyQuery
-    │   ├── EmptyContext
-    │   ├── ContextTooLong (413)
-    │   └── UnknownGranularity
-    ├── CheckpointNotFound (503)   no critic weights where they were looked for; says how to get them
-    └── EngineFailure (500)        the model failed while running (torch errors are converted here)
+CPRSError                      base; `status` is the HTTP status the engine service answers
+├── InvalidInput (400)         the caller's fault; `param` names the field
+│   ├── EmptyQuery
+│   ├── EmptyContext
+│   ├── ContextTooLong (413)
+│   └── UnknownGranularity
+├── CheckpointNotFound (503)   no critic weights where they were looked for; says how to get them
+└── EngineFailure (500)        the model failed while running (torch errors are converted here)
 """
 
 from __future__ import annotations

@@ -1,0 +1,175 @@
+"""`Compressor`: query-aware compression of one document, window-parallel (paper §2.2).
+
+    tokenize the document once (with char offsets)
+    -> windows of <= w tokens at sentence ends                      (windows.py)
+    -> each window behind the same control-prompt + query prefix, rho windows per pass
+    -> per token: boundary tag (argmax of cls_head) and critic score (LM head, tag vs outside)
+    -> corrected tags -> exact char spans -> granularity -> budget  (decoding.py)
+
+Peak memory depends on w and rho only: the document's per-token tags and scores are the only
+state that grows with it (5 bytes a token). Same input, same output: no sampling anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from cprs_engine import decoding, prompts
+from cprs_engine.errors import ContextTooLong, EmptyContext, EmptyQuery, EngineFailure, InvalidInput
+from cprs_engine.result import CompressionResult
+from cprs_engine.windows import split_windows
+
+CODE_VERSION = "1"  # bump when decoding changes what a given model outputs (cache keys use it)
+
+
+def build_prefix(control_prompt: str, query: str) -> str:
+    """The reference input template, everything before the context window."""
+    return (
+        f"<|im_start|>system\n{control_prompt}<|im_end|>\n"
+        f"<|im_start|>user\n{query}<|im_end|>\n"
+        "<|im_start|>context\n"
+    )
+
+
+class Compressor:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        version: str = "unversioned",
+        window_tokens: int = 512,
+        windows_per_pass: int = 4,
+        max_context_tokens: int = 4_000_000,
+        max_query_tokens: int = 256,
+    ):
+        assert window_tokens >= 16, "a window must hold at least a short sentence"
+        assert windows_per_pass >= 1
+        self.model = model
+        self.tokenizer = tokenizer
+        self.window_tokens = window_tokens
+        self.windows_per_pass = windows_per_pass
+        self.max_context_tokens = max_context_tokens
+        self.max_query_tokens = max_query_tokens
+        self.engine_version = f"{version}.c{CODE_VERSION}.w{window_tokens}"
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._tag_ids: dict[str, int] = {}
+
+    @classmethod
+    def load(
+        cls, checkpoint: str | os.PathLike | None = None, *, device: str | None = None, **opts
+    ):
+        """The shipped default critic when `checkpoint` is None; raises CheckpointNotFound."""
+        from cprs_engine.checkpoint import load
+
+        loaded = load(checkpoint, device=device)
+        defaults = {
+            k: loaded.meta[k] for k in ("window_tokens", "windows_per_pass") if k in loaded.meta
+        }
+        return cls(
+            loaded.model, loaded.tokenizer, version=loaded.meta["version"], **(defaults | opts)
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def tag_id(self, word: str) -> int:
+        """The vocabulary row that scores `word`: its first token, as the reference does."""
+        if word not in self._tag_ids:
+            self._tag_ids[word] = self.tokenizer.convert_tokens_to_ids(
+                self.tokenizer.tokenize(word)[0]
+            )
+        return self._tag_ids[word]
+
+    def compress(
+        self,
+        query: str,
+        context: str,
+        *,
+        granularity: str | None = None,
+        instruction: str | None = None,
+        budget_tokens: int | None = None,
+        prompt: str | None = None,
+    ) -> CompressionResult:
+        t0 = time.perf_counter()
+        if not isinstance(query, str) or not query.strip():
+            raise EmptyQuery("query must be a non-empty string")
+        if not isinstance(context, str) or not context.strip():
+            raise EmptyContext("context must be a non-empty string")
+        if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
+            raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
+        control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
+
+        enc = self.tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        if len(ids) > self.max_context_tokens:
+            raise ContextTooLong(
+                f"context has {len(ids)} tokens; this engine accepts at most {self.max_context_tokens}"
+            )
+        q_ids = self.tokenizer.encode(query, add_special_tokens=False)[-self.max_query_tokens :]
+        prefix = self.tokenizer.encode(
+            build_prefix(control.text, self.tokenizer.decode(q_ids)), add_special_tokens=False
+        )
+        windows = split_windows(context, offsets, self.window_tokens)
+        t1 = time.perf_counter()
+
+        tags, scores = self._score(ids, prefix, windows, control.tag)
+        t2 = time.perf_counter()
+
+        compressed, spans = decoding.decode(
+            tags.tolist(),
+            offsets,
+            context,
+            scores.tolist(),
+            granularity=control.granularity,
+            budget_tokens=budget_tokens,
+            count_tokens=self.count_tokens,
+        )
+        out_tokens = self.count_tokens(compressed) if compressed else 0
+        t3 = time.perf_counter()
+        return CompressionResult(
+            compressed=compressed,
+            spans=spans,
+            input_tokens=len(ids),
+            output_tokens=out_tokens,
+            ratio=len(ids) / max(out_tokens, 1),
+            granularity=control.granularity,
+            timings={"tokenize": t1 - t0, "model": t2 - t1, "decode": t3 - t2, "total": t3 - t0},
+        )
+
+    def _score(self, ids, prefix, windows, tag: str) -> tuple[np.ndarray, np.ndarray]:
+        """Boundary tag and critic score for every context token, rho windows per pass."""
+        import torch
+
+        tags = np.full(len(ids), decoding.O, dtype=np.int8)
+        scores = np.zeros(len(ids), dtype=np.float32)
+        device = next(self.model.parameters()).device
+        tag_id, outside_id = self.tag_id(tag), self.tag_id(prompts.OUTSIDE_TAG)
+        P = len(prefix)
+        try:
+            with torch.inference_mode():
+                for b in range(0, len(windows), self.windows_per_pass):
+                    batch = windows[b : b + self.windows_per_pass]
+                    T = P + max(w.tok_end - w.tok_start for w in batch)
+                    input_ids = torch.full((len(batch), T), self.pad_id, dtype=torch.long)
+                    mask = torch.zeros((len(batch), T), dtype=torch.long)
+                    for r, w in enumerate(batch):
+                        n = P + w.tok_end - w.tok_start
+                        input_ids[r, :n] = torch.tensor(prefix + ids[w.tok_start : w.tok_end])
+                        mask[r, :n] = 1
+                    hidden = self.model(input_ids.to(device), mask.to(device))  # (R, T, C)
+                    hidden = hidden[:, P:]  # (R, T-P, C): context positions only
+                    pred = self.model.boundary_logits(hidden).argmax(-1).cpu().numpy()
+                    crit = (
+                        self.model.critic_scores(hidden, tag_id, outside_id).float().cpu().numpy()
+                    )
+                    for r, w in enumerate(batch):
+                        n = w.tok_end - w.tok_start
+                        tags[w.tok_start : w.tok_end] = pred[r, :n]
+                        scores[w.tok_start : w.tok_end] = crit[r, :n]
+        except (RuntimeError, ValueError) as exc:  # torch errors surface as these
+            raise EngineFailure(f"critic forward pass failed: {exc}") from exc
+        return tags, scores
