@@ -1,0 +1,66 @@
+"""Evaluation cases: full long documents of a set token length, from the reserved slices and
+fresh synthetic needles (a seed namespace the training stream never uses).
+
+| task            | built by                                   | recall facts                  |
+| --------------- | ------------------------------------------ | ----------------------------- |
+| niah_single     | 1 needle (RULER template), no distractors  | the value                     |
+| niah_multikey   | 1 queried needle + 3 other keys' needles   | the value                     |
+| niah_multivalue | 4 needles for the queried key              | each value                    |
+| kv              | one JSON object of UUID pairs (InfiniteBench) | the value                  |
+| vt              | 1 chain of 4 hops (RULER default), spread  | each statement (no final ".") |
+| hotpotqa        | reserved item's 10 paragraphs + distractors | each supporting sentence     |
+| squad           | reserved article's paragraph + distractors | the answer sentence(s)        |
+
+Needle values are 7-digit numbers or UUIDs (never words: a common word would be "recalled"
+by chance). Documents are sized with the caller's token counter: built once at ~4 chars per
+token (1.7 for KV), counted, then rebuilt from the same seed at the corrected size, which
+lands within a few percent of the asked length.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from functools import partial
+
+from . import kv, niah, qa
+from .example import Example
+
+EVAL_TASKS: dict[str, tuple[float, Callable[..., Example]]] = {
+    # task: (chars per token guess, generator with the eval settings)
+    "niah_single": (4.0, partial(niah.make_niah, variant="single", n_distractors=0)),
+    "niah_multikey": (4.0, partial(niah.make_niah, variant="multikey", n_distractors=3)),
+    "niah_multivalue": (4.0, partial(niah.make_niah, variant="multivalue", n_values=4)),
+    "kv": (1.7, partial(kv.make_kv, embedded=False)),
+    "vt": (4.0, partial(niah.make_vt, hops=4, n_distractor_chains=0)),
+    "hotpotqa": (4.0, partial(qa.make_hotpot_sentence, split="eval", all_paragraphs=True)),
+    "squad": (4.0, partial(qa.make_squad_sentence, split="eval")),
+}
+_SYNTHETIC = {"niah_single", "niah_multikey", "niah_multivalue", "kv", "vt"}
+
+
+def _build(task: str, seed: str, chars: int) -> Example:
+    rng = random.Random(seed)
+    kw: dict = {}
+    if task in _SYNTHETIC:
+        kw["train_templates"] = False
+    if task.startswith("niah"):
+        kw |= {"value_type": rng.choice(["numbers", "uuids"]), "key_type": "words"}
+    return EVAL_TASKS[task][1](rng, chars, **kw)
+
+
+def eval_case(
+    task: str, length_tokens: int, seed: int, k: int, count_tokens: Callable[[str], int]
+) -> Example:
+    """Case `k` of `task` at about `length_tokens` tokens (as `count_tokens` counts them)."""
+    tag = f"cprs-eval:{seed}:{task}:{length_tokens}:{k}"
+    chars = int(length_tokens * EVAL_TASKS[task][0])
+    ex = _build(task, tag, chars)
+    n = count_tokens(ex.context)
+    if abs(n - length_tokens) > 0.02 * length_tokens:
+        ex = _build(task, tag, int(chars * length_tokens / max(n, 1)))
+    ex.meta["length_tokens"] = length_tokens
+    ex.meta["context_tokens"] = count_tokens(ex.context)
+    if task == "vt":
+        ex.meta["facts"] = [f.rstrip(".") for f in ex.meta["facts"]]
+    return ex.check()

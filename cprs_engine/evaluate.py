@@ -1,0 +1,313 @@
+"""`cprs eval`: recall, compression ratio and latency of the critic against RAG and BM25.
+
+Cases (cprs_engine/data/evalset.py): the reserved slices (HotpotQA items >= 6000, the last 7
+SQuAD articles) and fresh synthetic needles/KV/VT under a seed namespace training never uses,
+built as whole documents of 8K/32K/128K tokens.
+
+Metrics, per task, length and method:
+- recall: the share of a case's gold facts found in the compressed text, both sides with
+  whitespace runs collapsed to one space. Facts: the needle/KV value string (niah, kv), each
+  chain statement without its final period (vt), each supporting sentence (hotpotqa), the
+  answer sentence(s) (squad). `all` is the share of cases with every fact found.
+- ratio: context tokens / compressed tokens (compressed tokens floored at 1).
+- latency: seconds per document, and context tokens per second.
+Baselines see exactly the critic's output size for the same case (`budget` = CPRS's output
+tokens; see baselines.py for how they fit it), so they never get more room than the critic.
+Tokens are counted with the critic's own tokenizer (`Compressor.count_tokens`); in a
+baselines-only run (no `cprs` in --methods) with tiktoken cl100k_base from litellm's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "kv", "vt", "hotpotqa", "squad")
+METHODS = ("cprs", "rag", "bm25")
+DEFAULT_SEED = 90_210  # evaluation namespace: "cprs-eval:<seed>:...", never used by training
+START, END = "<!-- eval:start -->", "<!-- eval:end -->"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="critic directory (default: the shipped one)")
+    p.add_argument("--lengths", default="8192,32768,131072", help="document lengths in tokens")
+    p.add_argument(
+        "--samples",
+        default=None,
+        help="cases per task per length: N, or one per length (default 3 up to 8K, else 1)",
+    )
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"subset of {','.join(TASKS)}")
+    p.add_argument("--methods", default=",".join(METHODS), help="subset of cprs,rag,bm25")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument(
+        "--budget", type=int, default=512, help="baseline budget when cprs is not run (tokens)"
+    )
+    p.add_argument(
+        "--rag-full-chunks",
+        action="store_true",
+        help="embed whole chunks (mean of 256-piece parts) instead of their first 256 pieces",
+    )
+    p.add_argument("--window-tokens", type=int, default=None, help="override the critic's window")
+    p.add_argument("--windows-per-pass", type=int, default=None, help="override rho")
+    p.add_argument("--write", metavar="BENCHMARKS.md", default=None, help="update its eval section")
+    p.add_argument("--json", metavar="OUT.json", default=None, help="write every row and summary")
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.split())
+
+
+def recall(facts: list[str], compressed: str) -> float:
+    """Share of `facts` contained in `compressed` (whitespace-normalised); 1.0 if no facts."""
+    if not facts:
+        return 1.0
+    hay = normalize(compressed)
+    return sum(normalize(f) in hay for f in facts) / len(facts)
+
+
+def samples_per_length(spec: str | None, lengths: list[int]) -> list[int]:
+    """`--samples`: one number for all lengths, or a list aligned with them (last repeats)."""
+    if spec is None:
+        return [3 if n <= 8192 else 1 for n in lengths]
+    vals = [int(v) for v in spec.split(",") if v.strip()]
+    assert vals and all(v >= 0 for v in vals), "--samples must be non-negative integers"
+    return [vals[min(i, len(vals) - 1)] for i in range(len(lengths))]
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean recall/ratio/seconds and overall tokens/s per (task, length, method)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["length"], r["method"])].append(r)
+    out = []
+    for (task, length, method), rs in groups.items():
+        secs = sum(r["seconds"] for r in rs)
+        out.append(
+            {
+                "task": task,
+                "length": length,
+                "method": method,
+                "cases": len(rs),
+                "recall": sum(r["recall"] for r in rs) / len(rs),
+                "all": sum(r["recall"] == 1.0 for r in rs) / len(rs),
+                "ratio": sum(r["ratio"] for r in rs) / len(rs),
+                "seconds": secs / len(rs),
+                "tokens_per_s": sum(r["context_tokens"] for r in rs) / max(secs, 1e-9),
+            }
+        )
+    return sorted(out, key=lambda s: (s["length"], TASKS.index(s["task"]), s["method"]))
+
+
+def markdown_table(summary: list[dict], methods: list[str]) -> str:
+    """One row per (length, task): each method's recall and ratio, plus the critic's speed."""
+    by = {(s["length"], s["task"], s["method"]): s for s in summary}
+    head = ["length", "task", "cases"]
+    for m in methods:
+        head += [f"{m} recall", f"{m} ratio"]
+    head += [f"{m} s/doc" for m in methods]
+    if "cprs" in methods:
+        head.append("cprs tok/s")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    keys = sorted(
+        {(s["length"], s["task"]) for s in summary}, key=lambda k: (k[0], TASKS.index(k[1]))
+    )
+    for length, task in keys:
+        cells = [f"{length // 1024}K", task, str(by[(length, task, methods[0])]["cases"])]
+        for m in methods:
+            s = by.get((length, task, m))
+            cells += [f"{s['recall']:.1%}", f"{s['ratio']:.1f}x"] if s else ["-", "-"]
+        for m in methods:
+            s = by.get((length, task, m))
+            cells.append(f"{s['seconds']:.1f}" if s else "-")
+        if "cprs" in methods:
+            s = by.get((length, task, "cprs"))
+            cells.append(f"{s['tokens_per_s']:,.0f}" if s else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace the marked eval section of `path` (or append it; create the file if missing)."""
+    block = f"{START}\n{body.rstrip()}\n{END}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in old and END in old and old.index(START) < old.index(END):
+        new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The run as a `cprs eval` line with every option spelled out (reproducible as is)."""
+    parts = ["cprs", "eval"]
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("_") or key == "command" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {n} cores"
+
+
+def report(summary: list[dict], methods: list[str], info: dict) -> str:
+    return "\n".join(
+        [
+            "## Compression evaluation (`cprs eval`)",
+            "",
+            f"- command: `{info['command']}`",
+            f"- machine: {info['machine']}",
+            f"- date: {info['date']}",
+            f"- checkpoint: {info['checkpoint']}",
+            f"- tokens counted with: {info['counter']}",
+            f"- RAG embeds: {info['rag']}",
+            "",
+            markdown_table(summary, methods),
+            "",
+            "recall = share of gold facts (needle/KV values, VT statements, HotpotQA supporting "
+            "sentences, SQuAD answer sentences) contained in the output, whitespace-normalised; "
+            "ratio = context tokens / output tokens; RAG (MiniLM, 600-token chunks) and BM25 get "
+            "the critic's output size for each case as their budget (last chunk cut to fit). "
+            "Cases: reserved HotpotQA items >= 6000, the last 7 SQuAD articles, fresh synthetic "
+            "needles (cprs_engine/data/evalset.py).",
+        ]
+    )
+
+
+def run_case(ex, methods: list[str], comp, view, budget: int, embedder=None) -> list[dict]:
+    """Every method on one case; the critic runs first and its output size becomes the
+    baselines' budget (`budget` is used only when the critic is not among `methods`)."""
+    from cprs_engine.baselines import retrieve
+
+    facts = ex.meta["facts"]
+    ctx_tokens = view.count(ex.context)
+    rows = []
+    for method in sorted(methods, key=lambda m: m != "cprs"):
+        t0 = time.perf_counter()
+        if method == "cprs":
+            res = comp.compress(
+                ex.query,
+                ex.context,
+                granularity=ex.granularity,
+                prompt=ex.prompt_name,
+                instruction=ex.prompt,
+            )
+            out = res.compressed
+            budget = view.count(out)
+        else:
+            out = retrieve(method, ex.query, ex.context, budget, view, embedder=embedder)
+        secs = time.perf_counter() - t0
+        out_tokens = view.count(out)
+        rows.append(
+            {
+                "method": method,
+                "context_tokens": ctx_tokens,
+                "output_tokens": out_tokens,
+                "budget": budget,
+                "ratio": ctx_tokens / max(out_tokens, 1),
+                "recall": recall(facts, out),
+                "facts": len(facts),
+                "seconds": secs,
+                "tokens_per_s": ctx_tokens / max(secs, 1e-9),
+            }
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from cprs_engine.baselines import MiniLM, TokenView
+    from cprs_engine.data.evalset import eval_case
+
+    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    tasks = [t for t in args.tasks.split(",") if t.strip()]
+    methods = [m for m in args.methods.split(",") if m.strip()]
+    bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        print(f"unknown task/method: {', '.join(bad) or '(none given)'}", file=sys.stderr)
+        return 2
+    counts = samples_per_length(args.samples, lengths)
+
+    comp = None
+    if "cprs" in methods:
+        from cprs_engine.compressor import Compressor
+        from cprs_engine.errors import CheckpointNotFound
+
+        opts = {
+            k: v
+            for k, v in (
+                ("window_tokens", args.window_tokens),
+                ("windows_per_pass", args.windows_per_pass),
+            )
+            if v is not None
+        }
+        try:
+            comp = Compressor.load(args.checkpoint, **opts)
+        except CheckpointNotFound as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        view = TokenView.from_hf(comp.tokenizer)
+        counter, ckpt = (
+            "the critic's tokenizer",
+            f"{args.checkpoint or 'default'} ({comp.engine_version})",
+        )
+    else:
+        view = TokenView.tiktoken("cl100k_base")
+        counter, ckpt = "tiktoken cl100k_base (baselines only)", "none (baselines only)"
+    embedder = MiniLM(full_chunks=args.rag_full_chunks) if "rag" in methods else None
+
+    rows: list[dict] = []
+    total = sum(counts) * len(tasks)
+    done = 0
+    for length, n in zip(lengths, counts, strict=True):
+        for task in tasks:
+            for k in range(n):
+                ex = eval_case(task, length, args.seed, k, view.count)
+                done += 1
+                for row in run_case(ex, methods, comp, view, args.budget, embedder):
+                    row |= {"task": task, "length": length, "case": k}
+                    rows.append(row)
+                    print(
+                        f"[{done}/{total}] {length // 1024}K {task} #{k} {row['method']}: "
+                        f"recall {row['recall']:.2f} ratio {row['ratio']:.1f}x "
+                        f"{row['seconds']:.1f}s ({row['tokens_per_s']:,.0f} tok/s)",
+                        flush=True,
+                    )
+    summary = summarize(rows)
+    info = {
+        "command": command_line(args),
+        "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "checkpoint": ckpt,
+        "counter": counter,
+        "rag": "whole chunks (mean of 256-piece parts)"
+        if args.rag_full_chunks
+        else "each chunk's first 256 word pieces (sentence-transformers default)",
+    }
+    text = report(summary, methods, info)
+    print("\n" + text)
+    if args.write:
+        write_section(Path(args.write), text)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"info": info, "summary": summary, "rows": rows}, indent=1)
+        )
+    return 0
