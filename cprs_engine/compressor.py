@@ -103,17 +103,7 @@ class Compressor:
             raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
         control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
 
-        enc = self.tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        if len(ids) > self.max_context_tokens:
-            raise ContextTooLong(
-                f"context has {len(ids)} tokens; this engine accepts at most {self.max_context_tokens}"
-            )
-        q_ids = self.tokenizer.encode(query, add_special_tokens=False)[-self.max_query_tokens :]
-        prefix = self.tokenizer.encode(
-            build_prefix(control.text, self.tokenizer.decode(q_ids)), add_special_tokens=False
-        )
-        windows = split_windows(context, offsets, self.window_tokens)
+        ids, offsets, prefix, windows = self.prepare(query, context, control.text)
         t1 = time.perf_counter()
 
         tags, scores = self._score(ids, prefix, windows, control.tag)
@@ -139,6 +129,21 @@ class Compressor:
             granularity=control.granularity,
             timings={"tokenize": t1 - t0, "model": t2 - t1, "decode": t3 - t2, "total": t3 - t0},
         )
+
+    def prepare(self, query: str, context: str, control_text: str):
+        """(context ids, their char offsets, the prompt+query prefix ids, the windows)."""
+        enc = self.tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        if len(ids) > self.max_context_tokens:
+            raise ContextTooLong(
+                f"context has {len(ids)} tokens; this engine accepts at most {self.max_context_tokens}"
+            )
+        # A very long query keeps its end, where the question usually is.
+        q_ids = self.tokenizer.encode(query, add_special_tokens=False)[-self.max_query_tokens :]
+        prefix = self.tokenizer.encode(
+            build_prefix(control_text, self.tokenizer.decode(q_ids)), add_special_tokens=False
+        )
+        return ids, offsets, prefix, split_windows(context, offsets, self.window_tokens)
 
     def _score(self, ids, prefix, windows, tag: str) -> tuple[np.ndarray, np.ndarray]:
         """Boundary tag and critic score for every context token, rho windows per pass."""

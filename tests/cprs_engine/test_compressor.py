@@ -1,0 +1,76 @@
+"""Compressor on a tiny random critic: the contract holds whatever the weights say."""
+
+import pytest
+
+from cprs_engine.checkpoint import tiny_random
+from cprs_engine.compressor import Compressor, build_prefix
+from cprs_engine.errors import ContextTooLong, EmptyContext, EmptyQuery, UnknownGranularity
+
+TEXT = (
+    "Paris is the capital of France. The Eiffel Tower was finished in 1889! "
+    "Mount Fuji is in Japan? 東京は日本の首都です。大阪は大きい。\n\n"
+    "One of the special magic numbers for quiet-lake is: 4821937. "
+) * 12
+
+
+@pytest.fixture(scope="module")
+def compressor():
+    model, tokenizer = tiny_random("qwen2", seed=1)
+    return Compressor(model, tokenizer, window_tokens=64, windows_per_pass=3)
+
+
+def test_prefix_is_the_reference_template():
+    assert build_prefix("P", "Q") == (
+        "<|im_start|>system\nP<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>context\n"
+    )
+
+
+@pytest.mark.parametrize("granularity", ["keyword", "sentence", "paragraph"])
+def test_output_is_spans_of_the_input_in_order(compressor, granularity):
+    r = compressor.compress("What is the magic number?", TEXT, granularity=granularity)
+    last = 0
+    for s in r.spans:
+        assert TEXT[s.start : s.end] == s.text
+        assert s.start >= last
+        assert 0.0 <= s.score <= 1.0
+        last = s.end
+    assert r.input_tokens == compressor.count_tokens(TEXT)
+    assert r.granularity == granularity
+    if r.spans:
+        sep = "\n\n" if granularity == "paragraph" else "\n"
+        assert r.compressed == sep.join(s.text for s in r.spans)
+
+
+def test_same_input_same_output(compressor):
+    a = compressor.compress("Where is Mount Fuji?", TEXT)
+    b = compressor.compress("Where is Mount Fuji?", TEXT)
+    assert a.compressed == b.compressed and a.spans == b.spans
+
+
+def test_window_batching_does_not_change_the_result():
+    model, tokenizer = tiny_random("llama", seed=2)
+    one = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=1)
+    many = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=5)
+    ids, _, prefix, windows = one.prepare("q", TEXT, "Extract the facts.")
+    assert len(windows) > 5
+    a = one._score(ids, prefix, windows, "fact")
+    b = many._score(ids, prefix, windows, "fact")
+    assert (a[0] == b[0]).all()
+    assert abs(a[1] - b[1]).max() < 1e-5
+
+
+def test_budget_is_respected(compressor):
+    r = compressor.compress("magic number", TEXT, budget_tokens=20)
+    assert r.output_tokens <= 20
+
+
+def test_bad_inputs_raise_typed_errors(compressor):
+    with pytest.raises(EmptyQuery):
+        compressor.compress("  ", TEXT)
+    with pytest.raises(EmptyContext):
+        compressor.compress("q", "\n \t")
+    with pytest.raises(UnknownGranularity):
+        compressor.compress("q", TEXT, granularity="chapter")
+    small = Compressor(compressor.model, compressor.tokenizer, max_context_tokens=10)
+    with pytest.raises(ContextTooLong):
+        small.compress("q", TEXT)
