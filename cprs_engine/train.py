@@ -48,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-examples", type=int, default=96)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
+    p.add_argument(
+        "--autocast",
+        choices=["bf16", "off"],
+        default="bf16",
+        help="bf16 matmuls with fp32 master weights (2-3x faster on CPUs with AVX512-BF16/AMX)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,7 +213,8 @@ class Trainer:
             for g, base in zip(self.opt.param_groups, (args.lr, args.head_lr), strict=True):
                 g["lr"] = base * warm
             ids, mask, bio, lm = self.batch(rng)
-            loss, cls_loss, lm_loss = self.loss(ids, mask, bio, lm)
+            with torch.autocast(ids.device.type, torch.bfloat16, enabled=args.autocast == "bf16"):
+                loss, cls_loss, lm_loss = self.loss(ids, mask, bio, lm)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.trainable.values(), 1.0)
