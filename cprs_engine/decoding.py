@@ -1,0 +1,301 @@
+"""Span decoding: tags → corrected tags → char spans → granularity → budget → merge → text.
+
+Every span is an exact substring of the input (`text[s.start:s.end] == s.text`); spans move by
+offsets only, text is never edited, so the compressed context never holds words that were not
+in the input. Lists of spans are kept in document order and non-overlapping (asserted).
+
+Labels are the critic's boundary tags B=0, I=1, O=2, E=3.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+
+from cprs_engine.result import Span
+from cprs_engine.windows import paragraph_ends, sentence_ends
+
+B, I, O, E = 0, 1, 2, 3  # noqa: E741  (the paper's label names)
+
+# Kept spans are joined with one separator per granularity. Keywords go one per line, not
+# space-joined, so that two distant keywords never read as one phrase ("Paris 1889").
+SEPARATORS = {"keyword": "\n", "sentence": "\n", "paragraph": "\n\n"}
+# Longer "units" are texts without boundaries; expansion then falls back (see `expand`).
+MAX_UNIT_CHARS = {"sentence": 2_000, "paragraph": 12_000}
+_WORD_END = re.compile(r"[^\W\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]+|\S")
+
+
+def correct_tags(tags: Sequence[int], max_gap: int = 20) -> list[int]:
+    """Bridge short O-runs inside predicted spans (the reference's `correct_tag_pred`).
+
+    Forward pass: from each B, walk right over the non-O tags; whenever the next non-O tag is
+    fewer than `max_gap` positions past the previous one (an O-run of at most max_gap - 2),
+    the O-run between them becomes I. The walk stops after reaching a B or an E (that gap
+    still filled), at a gap of `max_gap` or more, or at the end. Backward pass: the mirror
+    image, from each E walking left and stopping at a B or an E. The backward pass runs on
+    the forward pass's output.
+
+    The reference's backward loop moves the wrong index when it meets an O (an endless loop
+    whenever an E follows an O) and never looks at position 0; this is the intended mirror.
+    One left-to-right (and one right-to-left) scan: O(n), returns a new list, idempotent.
+    """
+    out = list(tags)
+    _bridge(out, range(len(out)), start=B, max_gap=max_gap)
+    _bridge(out, range(len(out) - 1, -1, -1), start=E, max_gap=max_gap)
+    return out
+
+
+def _bridge(tags: list[int], order: range, *, start: int, max_gap: int) -> None:
+    """One correction pass over `order`; a walk opens at `start` (B forward, E backward)."""
+    active, last = False, -1
+    for i in order:
+        t = tags[i]
+        if t == O:
+            continue
+        if active:
+            if abs(i - last) < max_gap:
+                lo, hi = sorted((last, i))
+                tags[lo + 1 : hi] = [I] * (hi - lo - 1)
+            else:
+                active = False
+        if t == start:
+            active, last = True, i
+        elif t in (B, E):
+            active = False
+        elif active:
+            last = i
+
+
+def tags_to_spans(
+    tags: Sequence[int],
+    offsets: Sequence[tuple[int, int]],
+    text: str,
+    scores: Sequence[float],
+    *,
+    min_tokens: int = 1,
+) -> list[Span]:
+    """Char spans from (corrected) tags, as the reference's `get_pred_set_bi`.
+
+    A span opens at a non-O token and runs until the next O or B (an E does not close it).
+    It covers chars [offsets[start][0], offsets[end][0]), or to the last token's end; its
+    score is the mean of the tokens' `scores`. Surrounding whitespace is trimmed by moving
+    the offsets; empty and punctuation-only spans are dropped, as are spans of fewer than
+    `min_tokens` tokens (the reference API drops keywords of <= 4 tokens: min_tokens=5).
+    """
+    n = len(tags)
+    assert len(offsets) == n == len(scores), (
+        f"{n} tags, {len(offsets)} offsets, {len(scores)} scores"
+    )
+    spans: list[Span] = []
+    i = 0
+    while i < n:
+        if tags[i] == O:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and tags[j] not in (O, B):
+            j += 1
+        if j - i >= min_tokens:
+            a = offsets[i][0]
+            b = offsets[j][0] if j < n else offsets[n - 1][1]
+            a, b = _trim(text, a, min(max(a, b), len(text)))
+            if b > a and not _punctuation_only(text[a:b]):
+                score = sum(float(s) for s in scores[i:j]) / (j - i)
+                spans.append(Span(a, b, text[a:b], score))
+        i = j
+    check_spans(spans, text)
+    return spans
+
+
+def expand(
+    spans: Sequence[Span],
+    text: str,
+    granularity: str,
+    *,
+    bounds: Sequence[int] | None = None,
+    max_unit_chars: int | None = None,
+) -> list[Span]:
+    """Widen spans to the granularity's units: keyword as is; sentence/paragraph to the
+    enclosing sentence/paragraph (`windows.sentence_ends` / `paragraph_ends`, or `bounds`
+    given precomputed), trimmed of whitespace. Spans that land in the same unit become one
+    (overlaps only; touching units stay apart until `merge`) scored by its best detection:
+    a sentence holding one strong hit is a strong sentence, whatever else it holds.
+
+    A unit longer than `max_unit_chars` (default MAX_UNIT_CHARS) is not a unit but a text
+    without boundaries (one giant line, a table): a paragraph falls back to the sentence, a
+    sentence to the span itself, so one hit never keeps a whole unsplit document.
+    """
+    if granularity == "keyword":
+        return list(spans)
+    if granularity not in SEPARATORS:
+        raise ValueError(f"unknown granularity {granularity!r}")
+    if bounds is None:
+        bounds = sentence_ends(text) if granularity == "sentence" else paragraph_ends(text)
+    limit = MAX_UNIT_CHARS[granularity] if max_unit_chars is None else max_unit_chars
+    sentences: Sequence[int] | None = None
+    ranges = []
+    for s in spans:
+        a, b = _unit(bounds, s, text)
+        if b - a > limit and granularity == "paragraph":
+            sentences = sentence_ends(text) if sentences is None else sentences
+            a, b = _unit(sentences, s, text)
+            limit_s = MAX_UNIT_CHARS["sentence"]
+            a, b = (a, b) if b - a <= limit_s else (s.start, s.end)
+        elif b - a > limit:
+            a, b = s.start, s.end
+        ranges.append((a, b, s.score))
+    return _coalesce(ranges, text, max_gap_chars=-1, score="max")
+
+
+def _unit(bounds: Sequence[int], s: Span, text: str) -> tuple[int, int]:
+    """The trimmed unit [last bound <= start, first bound >= end) around a span."""
+    k = bisect.bisect_right(bounds, s.start) - 1
+    a = bounds[k] if k >= 0 else 0
+    k = bisect.bisect_left(bounds, s.end)
+    b = bounds[k] if k < len(bounds) else len(text)
+    a, b = _trim(text, a, b)
+    return min(a, s.start), max(b, s.end)  # a unit never shrinks a span
+
+
+def merge(
+    spans: Sequence[Span], text: str, *, max_gap_chars: int = 0, score: str = "mean"
+) -> list[Span]:
+    """Merge spans that overlap, touch, are at most `max_gap_chars` apart, or are separated
+    only by whitespace (max_gap_chars=-1: overlapping spans only). The merged span keeps the
+    original text between its parts. Its score is by default the length-weighted mean of the
+    parts' characters (a long weak span does not ride on a short strong one), or with
+    score="max" the best part's."""
+    return _coalesce([(s.start, s.end, s.score) for s in spans], text, max_gap_chars, score)
+
+
+def _coalesce(
+    ranges: list[tuple[int, int, float]], text: str, max_gap_chars: int, score: str
+) -> list[Span]:
+    """`merge` on (start, end, score) triples; texts are sliced once, at the end (a span that
+    grows by many merges must not be re-sliced each time: that is quadratic)."""
+    assert score in ("mean", "max"), f"unknown score rule {score!r}"
+    merged: list[list] = []  # [start, end, sum of score * chars, chars, best score]
+    for a, b, sc in sorted(ranges):
+        if merged:
+            m = merged[-1]
+            if max_gap_chars < 0:
+                joins = a < m[1]
+            else:
+                gap = text[m[1] : a]
+                joins = a - m[1] <= max_gap_chars or not gap or gap.isspace()
+            if joins:
+                new = max(b - max(m[1], a), 0)  # chars this part adds
+                m[1], m[2], m[3], m[4] = max(m[1], b), m[2] + sc * new, m[3] + new, max(m[4], sc)
+                continue
+        merged.append([a, b, sc * (b - a), b - a, sc])
+    out = [
+        Span(a, b, text[a:b], best if score == "max" or not n else min(1.0, max(0.0, w / n)))
+        for a, b, w, n, best in merged
+    ]
+    check_spans(out, text)
+    return out
+
+
+def apply_budget(
+    spans: Sequence[Span], budget_tokens: int, count_tokens: Callable[[str], int]
+) -> list[Span]:
+    """Keep the highest-scoring spans (ties: earlier first) whose token counts fit the budget,
+    skipping any that does not fit and trying the next; result in document order.
+
+    If no span fits on its own, the best one is cut to its longest prefix that fits, at a word
+    end (a character for CJK): a user who asks for 100 tokens wants the best 100 tokens, not
+    nothing. Only a first word larger than the budget gives [].
+    """
+    if budget_tokens < 1:
+        raise ValueError(f"budget_tokens must be >= 1, got {budget_tokens}")
+    ranked = sorted(range(len(spans)), key=lambda k: (-spans[k].score, spans[k].start))
+    kept, used = [], 0
+    for k in ranked:
+        cost = count_tokens(spans[k].text)
+        if used + cost <= budget_tokens:
+            kept.append(k)
+            used += cost
+    if kept:
+        return [spans[k] for k in sorted(kept)]
+    if not spans:
+        return []
+    return _truncate(spans[ranked[0]], budget_tokens, count_tokens)
+
+
+def _truncate(span: Span, budget: int, count_tokens: Callable[[str], int]) -> list[Span]:
+    """The span's longest prefix ending at a word end with at most `budget` tokens."""
+    cuts = [m.end() for m in _WORD_END.finditer(span.text)]
+    lo, hi = 0, len(cuts)  # invariant: cuts[:lo] fit; binary search on prefix length
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count_tokens(span.text[: cuts[mid - 1]]) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0:
+        return []
+    end = span.start + cuts[lo - 1]
+    return [Span(span.start, end, span.text[: cuts[lo - 1]], span.score)]
+
+
+def join(spans: Sequence[Span], granularity: str) -> str:
+    """The compressed text: the spans' text joined by the granularity's separator."""
+    return SEPARATORS[granularity].join(s.text for s in spans)
+
+
+def decode(
+    tags: Sequence[int],
+    offsets: Sequence[tuple[int, int]],
+    text: str,
+    scores: Sequence[float],
+    *,
+    granularity: str = "sentence",
+    budget_tokens: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+    max_gap: int = 20,
+    min_tokens: int = 1,
+) -> tuple[str, list[Span]]:
+    """The whole pipeline: correct → spans → expand → budget → merge → join.
+
+    The budget picks among granularity units before touching units are merged (so it chooses
+    sentences, not one merged block). With a budget, the returned text's `count_tokens` is
+    guaranteed <= budget_tokens: if joining added tokens, the weakest span is dropped again.
+    """
+    if granularity not in SEPARATORS:
+        raise ValueError(f"unknown granularity {granularity!r}")
+    spans = tags_to_spans(correct_tags(tags, max_gap), offsets, text, scores, min_tokens=min_tokens)
+    spans = expand(spans, text, granularity)
+    if budget_tokens is not None:
+        assert count_tokens is not None, "a budget needs count_tokens"
+        spans = apply_budget(spans, budget_tokens, count_tokens)
+    spans = merge(spans, text)
+    compressed = join(spans, granularity)
+    while budget_tokens is not None and spans and count_tokens(compressed) > budget_tokens:
+        weakest = min(range(len(spans)), key=lambda k: (spans[k].score, -spans[k].start))
+        spans = spans[:weakest] + spans[weakest + 1 :]
+        compressed = join(spans, granularity)
+    return compressed, spans
+
+
+def check_spans(spans: Sequence[Span], text: str) -> None:
+    """Assert the span invariants: in bounds, exact substrings, ordered, non-overlapping."""
+    prev_end = 0
+    for s in spans:
+        assert 0 <= s.start < s.end <= len(text), f"span out of bounds: {s!r}"
+        assert text[s.start : s.end] == s.text, f"span text is not the input's: {s!r}"
+        assert s.start >= prev_end, f"spans overlap or are out of order at {s!r}"
+        prev_end = s.end
+
+
+def _trim(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def _punctuation_only(s: str) -> bool:
+    return all(c.isspace() or unicodedata.category(c)[0] in "PS" for c in s)

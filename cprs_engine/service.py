@@ -1,0 +1,283 @@
+"""The engine alone over HTTP: `cprs engine serve` (a starlette app run by uvicorn).
+
+    POST /v1/compress   {"query", "context", "granularity"?, "instruction"?, "budget_tokens"?,
+                         "prompt"?}  ->  CompressionResult.to_dict(), the JSON of
+                         `cprs compress --json`
+    GET  /healthz       liveness: the process answers
+    GET  /readyz        readiness: the critic is loaded (200 with engine_version, else 503)
+
+Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}. Every malformed
+request is a 400 (bad JSON, wrong types, empty query/context, unknown granularity or prompt,
+bad budget) except sizes: a body over `max_body_bytes` or a context over `max_context_chars`
+is a 413. Unknown fields are ignored. The critic is loaded once, at startup (lifespan); a
+missing checkpoint does not kill the process: /readyz and /v1/compress answer 503 with the
+instructions, so an orchestrator sees an unready replica rather than a crash loop.
+
+Model calls run in a worker thread behind a capacity limiter (one forward at a time by
+default: the critic is CPU/GPU-bound and running two at once only splits the same cores), so
+the event loop keeps answering health checks while a long document is scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cprs_engine import prompts
+from cprs_engine.errors import (
+    ContextTooLong,
+    CPRSError,
+    EmptyContext,
+    EmptyQuery,
+    EngineFailure,
+    InvalidInput,
+)
+
+log = logging.getLogger("cprs.engine.service")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    max_body_bytes: int = 64 << 20  # a 4M-token document is ~16 MB of UTF-8; JSON escapes add some
+    max_context_chars: int = 16_000_000  # the engine's own token limit applies after this
+    max_concurrency: int = 1  # forward passes at once; more only helps with several devices
+
+
+class BodyTooLarge(InvalidInput):
+    status = 413
+    code = "request_too_large"
+
+
+class EngineNotReady(CPRSError):
+    status = 503
+    code = "engine_not_ready"
+
+
+def invalid(message: str, *, param: str | None = None, code: str = "invalid_input") -> InvalidInput:
+    exc = InvalidInput(message, param=param)
+    exc.code = code
+    return exc
+
+
+def error_body(status: int, message: str, *, param: str | None, code: str) -> dict:
+    """The one error body: OpenAI's shape."""
+    kind = (
+        "invalid_request_error"
+        if status < 500
+        else "service_unavailable"
+        if status == 503
+        else "server_error"
+    )
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_response(exc: CPRSError):
+    from starlette.responses import JSONResponse
+
+    body = error_body(exc.status, exc.message, param=exc.param, code=exc.code)
+    return JSONResponse(body, status_code=exc.status)
+
+
+def parse_compress_request(body: Any, settings: ServiceSettings) -> dict[str, Any]:
+    """Validate a decoded /v1/compress body into `Compressor.compress` keyword arguments."""
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object", code="invalid_type")
+    query = body.get("query")
+    if query is None:
+        raise EmptyQuery("'query' is required")
+    if not isinstance(query, str):
+        raise invalid("'query' must be a string", param="query", code="invalid_type")
+    if not query.strip():
+        raise EmptyQuery("'query' must not be empty")
+    context = body.get("context")
+    if context is None:
+        raise EmptyContext("'context' is required")
+    if not isinstance(context, str):
+        raise invalid("'context' must be a string", param="context", code="invalid_type")
+    if not context.strip():
+        raise EmptyContext("'context' must not be empty")
+    if len(context) > settings.max_context_chars:
+        raise ContextTooLong(
+            f"'context' has {len(context)} characters; this engine accepts at most "
+            f"{settings.max_context_chars}"
+        )
+    opts: dict[str, Any] = {}
+    for name in ("granularity", "instruction", "prompt"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"'{name}' must be a string or null", param=name, code="invalid_type")
+        opts[name] = value
+    budget = body.get("budget_tokens")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
+    ):
+        raise invalid(
+            "'budget_tokens' must be a positive integer or null",
+            param="budget_tokens",
+            code="invalid_budget",
+        )
+    # fail before the model on an unknown granularity or prompt name
+    prompts.resolve(opts["granularity"], prompt=opts["prompt"], instruction=opts["instruction"])
+    return {"query": query, "context": context, "budget_tokens": budget, **opts}
+
+
+class _Engine:
+    """What the lifespan loads: the compressor, or why there is none; and the limiter."""
+
+    def __init__(self) -> None:
+        self.compressor: Any = None
+        self.load_error: CPRSError | None = None
+        self.limiter: Any = None
+
+    def ready(self):
+        if self.compressor is None:
+            raise self.load_error or EngineNotReady("the engine is still loading")
+        return self.compressor
+
+
+def create_app(compressor_factory: Callable[[], Any], settings: ServiceSettings | None = None):
+    """The engine's ASGI app. `compressor_factory()` is called once, at startup, in a thread;
+    it returns an object with `compress(...)` and `engine_version` (a `Compressor`)."""
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    settings = settings or ServiceSettings()
+    engine = _Engine()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        engine.limiter = anyio.CapacityLimiter(settings.max_concurrency)
+        try:
+            engine.compressor = await anyio.to_thread.run_sync(compressor_factory)
+            log.info("engine ready: %s", engine.compressor.engine_version)
+        except CPRSError as exc:  # CheckpointNotFound & co: serve 503s that say what to do
+            engine.load_error = exc
+            log.error("engine not loaded: %s", exc.message)
+        yield
+
+    async def compress(request: Request) -> JSONResponse:
+        compressor = engine.ready()
+        kwargs = parse_compress_request(await read_json(request, settings.max_body_bytes), settings)
+        call = functools.partial(compressor.compress, **kwargs)
+        try:
+            result = await anyio.to_thread.run_sync(call, limiter=engine.limiter)
+        except CPRSError:
+            raise
+        except Exception as exc:
+            log.exception("compression failed")
+            raise EngineFailure(f"compression failed: {type(exc).__name__}: {exc}") from exc
+        headers = {"x-cprs-engine-version": compressor.engine_version}
+        return JSONResponse(result.to_dict(), headers=headers)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        compressor = engine.ready()
+        return JSONResponse({"status": "ready", "engine_version": compressor.engine_version})
+
+    async def on_cprs_error(request: Request, exc: Exception):
+        assert isinstance(exc, CPRSError)
+        return error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception):
+        assert isinstance(exc, HTTPException)
+        body = error_body(exc.status_code, str(exc.detail), param=None, code=str(exc.status_code))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    return Starlette(
+        routes=[
+            Route("/v1/compress", compress, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={CPRSError: on_cprs_error, HTTPException: on_http_error},
+        lifespan=lifespan,
+    )
+
+
+async def read_json(request, max_bytes: int) -> Any:
+    """The request body as JSON, refusing bodies over `max_bytes` before reading them whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise invalid(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+
+
+def compressor_factory(args: argparse.Namespace) -> Callable[[], Any]:
+    """The production factory: `Compressor.load` with the command line's options."""
+
+    def load():
+        from cprs_engine.compressor import Compressor
+
+        opts = {
+            k: v
+            for k, v in (
+                ("window_tokens", args.window_tokens),
+                ("windows_per_pass", args.windows_per_pass),
+                ("device", args.device),
+            )
+            if v is not None
+        }
+        return Compressor.load(args.checkpoint, **opts)
+
+    return load
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return n
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="engine_command", required=True)
+    serve = sub.add_parser("serve", help="serve POST /v1/compress, /healthz and /readyz")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8081)
+    serve.add_argument("--checkpoint", help="critic directory (default: the shipped critic)")
+    serve.add_argument("--window-tokens", type=_positive_int, help="tokens per window (w)")
+    serve.add_argument("--windows-per-pass", type=_positive_int, help="windows per forward (ρ)")
+    serve.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: best found)")
+    serve.add_argument(
+        "--max-body-bytes", type=_positive_int, default=ServiceSettings.max_body_bytes
+    )
+    serve.add_argument(
+        "--max-context-chars", type=_positive_int, default=ServiceSettings.max_context_chars
+    )
+    serve.add_argument(
+        "--max-concurrency", type=_positive_int, default=ServiceSettings.max_concurrency
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = ServiceSettings(
+        max_body_bytes=args.max_body_bytes,
+        max_context_chars=args.max_context_chars,
+        max_concurrency=args.max_concurrency,
+    )
+    app = create_app(compressor_factory(args), settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
