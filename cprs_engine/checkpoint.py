@@ -161,7 +161,10 @@ def _load_hf(path: Path, device: str | None) -> Loaded:
     model = model.to(device=device, dtype=dtype).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     version = _digest(path / "config.json", *(path / f for f in files))
-    return Loaded(model, tokenizer, {"path": str(path), "version": version, "format": "hf"})
+    # The released 7B ran 8,192-token inputs (prompt + query + window); keep that shape.
+    window = min(8192, cfg.max_position_embeddings) - 512
+    meta = {"path": str(path), "version": version, "format": "hf", "window_tokens": window}
+    return Loaded(model, tokenizer, meta)
 
 
 def _load_delta(path: Path, device: str | None) -> Loaded:

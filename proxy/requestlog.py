@@ -1,0 +1,64 @@
+"""The JSONL request log: one line per chat request, read by `cprs ab-report`.
+
+Record (the contract with proxy/abreport.py):
+    {"ts", "request_id", "tenant", "policy", "model", "arm", "compressed", "cache",
+     "original_tokens", "sent_tokens", "latency_ms", "upstream_ms", "compress_ms",
+     "status", "error_type", "stream"}
+No message text, no keys: only counts, names and timings. Each line is one `write` to the file
+opened in append mode for that line, so concurrent replicas appending to one file on a local
+filesystem do not interleave lines, and a rotated-away log (logrotate) is recreated at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RequestRecord:
+    ts: float
+    request_id: str
+    tenant: str
+    policy: str
+    model: str
+    arm: str
+    compressed: bool
+    cache: str
+    original_tokens: int
+    sent_tokens: int
+    latency_ms: float
+    upstream_ms: float | None
+    compress_ms: float | None
+    status: int
+    error_type: str | None
+    stream: bool
+
+
+class RequestLog:
+    def __init__(self, path: str | None):
+        self.path = path
+        self._lock = threading.Lock()
+        if path:
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            except OSError as exc:  # each write will warn; serving goes on
+                log.error("request log directory for %s cannot be created: %s", path, exc)
+
+    def write(self, record: RequestRecord) -> None:
+        if not self.path:
+            return
+        line = json.dumps(asdict(record), ensure_ascii=False, separators=(",", ":")) + "\n"
+        try:
+            with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError as exc:  # a full disk must not fail requests
+            log.warning("request log write failed: %s", exc)
+
+    def close(self) -> None:
+        """Nothing stays open between writes; kept for the state's lifecycle."""

@@ -1,0 +1,302 @@
+"""Calling the backend: model routes -> litellm model strings -> an HTTP call or litellm.
+
+Two paths, chosen per route by the provider litellm resolves from the model string:
+- OpenAI-format providers (openai/*, deepseek/*, dashscope/*, hosted_vllm/*, groq/*, any route
+  with an `api_base` and an OpenAI-format provider): litellm resolves provider, default base URL
+  and key env, then the body is POSTed as is with httpx to `{api_base}/chat/completions`, and the
+  backend's bytes come back unchanged, chunk by chunk when streaming. litellm's own call path
+  rebuilds requests and responses (it drops unknown fields, reorders and re-creates chunks), which
+  a transparent proxy cannot have, so it is not used for these.
+- Everything else (anthropic/*, bedrock/*, vertex_ai/*, ...): `litellm.acompletion`, which
+  translates to and from the OpenAI format; unknown fields go through `extra_body`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import httpx
+
+from proxy.config import ModelRoute, ServerSettings
+from proxy.errors import (
+    ModelNotFound,
+    UpstreamError,
+    from_exception,
+    upstream_error_from_response,
+)
+
+log = logging.getLogger(__name__)
+PASSTHROUGH = frozenset(
+    {"openai", "custom_openai", "openai_like", "deepseek", "dashscope", "hosted_vllm", "groq",
+     "together_ai", "fireworks_ai", "mistral", "xai", "openrouter", "lm_studio", "deepinfra",
+     "perplexity", "nvidia_nim", "llamafile"}
+)  # fmt: skip
+DEFAULT_BASE = {"openai": "https://api.openai.com/v1", "openrouter": "https://openrouter.ai/api/v1"}
+KEY_ENV = {"openai": "OPENAI_API_KEY", "deepseek": "DEEPSEEK_API_KEY", "dashscope": "DASHSCOPE_API_KEY",
+           "groq": "GROQ_API_KEY", "mistral": "MISTRAL_API_KEY", "xai": "XAI_API_KEY",
+           "openrouter": "OPENROUTER_API_KEY", "together_ai": "TOGETHERAI_API_KEY",
+           "fireworks_ai": "FIREWORKS_API_KEY", "deepinfra": "DEEPINFRA_API_KEY"}  # fmt: skip
+# Backend response headers worth handing to the client (rate limits, request ids, timings).
+_KEEP_HEADERS = ("x-request-id", "retry-after", "openai-processing-ms", "openai-version")
+_LITELLM_PARAMS = frozenset(
+    {"temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "presence_penalty",
+     "frequency_penalty", "logit_bias", "user", "response_format", "seed", "tools", "tool_choice",
+     "parallel_tool_calls", "logprobs", "top_logprobs", "stream_options", "reasoning_effort",
+     "metadata", "modalities", "audio", "prediction", "service_tier", "store"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One request's resolved destination."""
+
+    route: str  # the matched route's name
+    litellm_model: str
+    provider: str
+    model: str  # the model name the backend sees
+    api_base: str | None
+    api_key: str | None
+    timeout_s: float
+    passthrough: bool
+    connect_timeout_s: float = 10.0
+
+
+@lru_cache(maxsize=256)
+def _provider(litellm_model: str, api_base: str | None) -> tuple[str, str, str | None, str | None]:
+    litellm, _ = _litellm()
+    model, provider, key, base = litellm.get_llm_provider(litellm_model, api_base=api_base)
+    return model, provider, key, base
+
+
+def warm_routes(routes: list[ModelRoute]) -> None:
+    """Resolve every route once (imports litellm): startup pays it, not the first request."""
+    for r in routes:
+        target = r.model[:-1] + "warmup" if r.model.endswith("*") else r.model
+        try:
+            _provider(target, r.api_base)
+        except Exception as exc:  # noqa: BLE001 - a bad route errors per request, with its message
+            log.warning("model route %r does not resolve: %s", r.name, exc)
+
+
+class Router:
+    """Maps a client's model name to a Backend. Exact route names win over globs."""
+
+    def __init__(self, routes: list[ModelRoute], server: ServerSettings):
+        self.routes = routes
+        self.server = server
+        self._keys = {r.name: _route_key(r) for r in routes}
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(k for k in self._keys.values() if k)
+
+    def match(self, client_model: str) -> ModelRoute | None:
+        for r in self.routes:
+            if not r.is_glob and r.name == client_model:
+                return r
+        for r in self.routes:
+            if r.is_glob and fnmatch.fnmatchcase(client_model, r.name):
+                return r
+        return None
+
+    def resolve(self, route: ModelRoute, client_model: str, client_key: str | None) -> Backend:
+        target = route.model[:-1] + client_model if route.model.endswith("*") else route.model
+        try:
+            model, provider, dyn_key, base = _provider(target, route.api_base)
+        except Exception as exc:  # litellm cannot place the model string
+            raise ModelNotFound(
+                f"The model `{client_model}` cannot be routed ({target!r} names no known provider)."
+            ) from exc
+        passthrough = provider in PASSTHROUGH
+        key = self._keys.get(route.name) or (client_key if route.forward_client_key else None)
+        if key is None and provider in KEY_ENV:
+            key = os.environ.get(KEY_ENV[provider])
+        key = key or (dyn_key if dyn_key and dyn_key != "fake-api-key" else None)
+        base = route.api_base or base or DEFAULT_BASE.get(provider)
+        if passthrough and not base:
+            raise UpstreamError(f"route {route.name!r} has no api_base", status=502)
+        timeout = route.timeout_s or self.server.upstream_timeout_s
+        connect = self.server.upstream_connect_timeout_s
+        return Backend(
+            route.name, target, provider, model, base, key, timeout, passthrough, connect
+        )
+
+    def listed(self) -> list[str]:
+        return [r.name for r in self.routes if not r.is_glob]
+
+
+def _route_key(route: ModelRoute) -> str | None:
+    if route.api_key is not None:
+        return route.api_key.get_secret_value()
+    if route.api_key_env:
+        return os.environ.get(route.api_key_env) or None
+    return None
+
+
+class Upstream:
+    """The HTTP client to backends (one per app; connection pooling across requests)."""
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None):
+        self.client = httpx.AsyncClient(
+            transport=transport,
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            follow_redirects=False,
+        )
+
+    def _request(self, b: Backend, body: dict) -> httpx.Request:
+        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        if b.api_key:
+            headers["authorization"] = f"Bearer {b.api_key}"
+        if body.get("stream") is True:
+            headers["accept"] = "text/event-stream"
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        timeout = httpx.Timeout(b.timeout_s, connect=b.connect_timeout_s)
+        url = b.api_base.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+        return self.client.build_request(
+            "POST", url, content=content, headers=headers, timeout=timeout
+        )
+
+    async def complete(self, b: Backend, body: dict) -> tuple[int, dict[str, str], bytes]:
+        """Non-streaming call: (status, headers to keep, body bytes) of a 2xx answer."""
+        if not b.passthrough:
+            return await _litellm_complete(b, body)
+        try:
+            resp = await self.client.send(self._request(b, body))
+        except Exception as exc:
+            raise from_exception(exc) from exc
+        if resp.status_code >= 400:
+            raise upstream_error_from_response(
+                resp.status_code, resp.content, _secrets(b), _kept(resp.headers)
+            )
+        return resp.status_code, _kept(resp.headers), resp.content
+
+    async def stream(self, b: Backend, body: dict) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+        """Streaming call: response headers once the backend answered 2xx, then its bytes.
+
+        Errors before the first byte raise here (the client gets a plain JSON error with the
+        status); errors after it raise from the iterator (the caller turns them into an SSE error
+        event). Closing the iterator closes the backend connection.
+        """
+        if not b.passthrough:
+            return {}, await _litellm_stream(b, body)
+        try:
+            resp = await self.client.send(self._request(b, body), stream=True)
+        except Exception as exc:
+            raise from_exception(exc) from exc
+        if resp.status_code >= 400:
+            try:
+                content = await resp.aread()
+            except Exception as exc:
+                raise from_exception(exc) from exc
+            finally:
+                await resp.aclose()
+            raise upstream_error_from_response(
+                resp.status_code, content, _secrets(b), _kept(resp.headers)
+            )
+        return _kept(resp.headers), _relay(resp, _secrets(b))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _relay(resp: httpx.Response, secrets: tuple[str, ...]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in resp.aiter_bytes():
+            if chunk:
+                yield chunk
+    except Exception as exc:
+        raise from_exception(exc, secrets) from exc
+    finally:
+        await resp.aclose()
+
+
+def _kept(headers: httpx.Headers) -> dict[str, str]:
+    out = {k: v for k, v in headers.items() if k.lower() in _KEEP_HEADERS}
+    out.update({k: v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")})
+    if "content-type" in headers:
+        out["content-type"] = headers["content-type"]
+    return out
+
+
+def _secrets(b: Backend) -> tuple[str, ...]:
+    return (b.api_key,) if b.api_key else ()
+
+
+@lru_cache(maxsize=1)
+def _litellm():
+    """litellm, imported once, quiet, with the names a client body must never set on it."""
+    from proxy.tokens import configure_offline
+
+    configure_offline()
+    import litellm
+    from litellm.types.utils import all_litellm_params
+
+    litellm.suppress_debug_info = True
+    control = set(all_litellm_params) | {
+        "timeout", "deployment_id", "extra_headers", "extra_body", "base_url", "api_version",
+        "api_key", "api_base", "model_list", "shared_session", "enable_json_schema_validation",
+        "custom_llm_provider", "mock_response", "mock_tool_calls", "client", "acompletion",
+    }  # fmt: skip
+    return litellm, frozenset(control - _LITELLM_PARAMS)
+
+
+def _litellm_kwargs(b: Backend, body: dict) -> dict[str, Any]:
+    """Body fields as litellm kwargs. Fields litellm would read as its own settings (api_key,
+    api_base, mock_response, callbacks...) are dropped: a client must not steer the proxy's
+    litellm. Unknown provider fields (e.g. Anthropic's top_k) go through as kwargs, which litellm
+    forwards to the provider."""
+    _, control = _litellm()
+    kwargs: dict[str, Any] = {"model": b.litellm_model, "messages": body["messages"]}
+    dropped = []
+    for k, v in body.items():
+        if k in ("model", "messages", "stream"):
+            continue
+        if k in control or k.startswith(("litellm", "aws_", "vertex_")):
+            dropped.append(k)
+            continue
+        kwargs[k] = v
+    if dropped:
+        log.warning("dropped fields litellm would treat as its own settings: %s", sorted(dropped))
+    kwargs.update(api_base=b.api_base, api_key=b.api_key, timeout=b.timeout_s, num_retries=0)
+    return kwargs
+
+
+async def _litellm_complete(b: Backend, body: dict) -> tuple[int, dict[str, str], bytes]:
+    litellm, _ = _litellm()
+    try:
+        resp = await litellm.acompletion(**_litellm_kwargs(b, body))
+    except Exception as exc:
+        raise from_exception(exc, _secrets(b)) from exc
+    data = resp.model_dump(exclude_none=True) if hasattr(resp, "model_dump") else dict(resp)
+    data.pop("_hidden_params", None)
+    return 200, {"content-type": "application/json"}, json.dumps(data).encode()
+
+
+async def _litellm_stream(b: Backend, body: dict) -> AsyncIterator[bytes]:
+    litellm, _ = _litellm()
+    try:
+        resp = await litellm.acompletion(stream=True, **_litellm_kwargs(b, body))
+    except Exception as exc:
+        raise from_exception(exc, _secrets(b)) from exc
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp:
+                data = chunk.model_dump(exclude_none=True)
+                yield b"data: " + json.dumps(data).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except Exception as exc:
+            raise from_exception(exc, _secrets(b)) from exc
+        finally:
+            close = getattr(resp, "aclose", None)
+            if close is not None:
+                await close()
+
+    return chunks()
