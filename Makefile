@@ -42,11 +42,19 @@ bench-engine: $(STAMP)
 bench-eval: $(STAMP)
 	$(BIN)/cprs eval --write BENCHMARKS.md
 
-bench-proxy: $(STAMP)
-	$(BIN)/python -m benchmarks.proxy_bench --write BENCHMARKS.md
+# LiteLLM's own proxy, for the side-by-side run, lives in its own venv (never in .venv).
+LITELLM_VENV := .venv-litellm
+
+$(LITELLM_VENV)/bin/litellm:
+	$(PY) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --upgrade pip
+	$(LITELLM_VENV)/bin/pip install -q 'litellm[proxy]==1.106.2'
+
+bench-proxy: $(STAMP) $(LITELLM_VENV)/bin/litellm
+	$(BIN)/python -m benchmarks.proxy_bench --write BENCHMARKS.md --litellm $(LITELLM_VENV)/bin/litellm
 
 train: $(STAMP)
 	$(BIN)/cprs train --out cprs_engine/weights/default
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-litellm .pytest_cache .ruff_cache

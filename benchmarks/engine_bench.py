@@ -1,0 +1,242 @@
+"""Engine throughput and peak memory against document length, on this CPU.
+
+    python -m benchmarks.engine_bench [--write BENCHMARKS.md] [--lengths 8192,32768,131072]
+                                      [--shapes tiny,default] [--quick]
+
+Each (shape, length) runs in a fresh subprocess, so its peak RSS belongs to that length alone.
+The child loads the model, notes its RSS, resets the kernel's peak-RSS mark (/proc/self/clear_refs),
+compresses a short warm-up document and then the measured one, and reads the peak back: the
+difference is what the document costs on top of the loaded model. Throughput counts context tokens
+over model + decode time (tokenizing is reported apart). The fp32 matmul limit is timed in the same
+child after the run (2048x2048 `torch.mm`), so each row is compared with what its process could do.
+
+Documents (Paul Graham essays with one needle) are cut to length in the parent with the shape's
+own tokenizer and handed over as files, so building them does not touch the child's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import _report
+from benchmarks._docs import QUERY, document, hf_truncate
+from benchmarks._engine_report import WARMUP_TOKENS, render
+
+SECTION = "engine-bench"
+DEFAULT_LENGTHS = (8192, 32768, 131072)
+QUICK_LENGTHS = (2048, 4096, 8192)
+DEFAULT_CRITIC = Path(__file__).resolve().parent.parent / "cprs_engine" / "weights" / "default"
+FALLBACK_META = {
+    "num_layers": 10,
+    "bidirectional_start": 6,
+    "window_tokens": 512,
+    "windows_per_pass": 4,
+}
+
+
+# --- child: one shape, one length, one process ---------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM (and so ru_maxrss) to the current RSS; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _critic_meta() -> dict:
+    path = DEFAULT_CRITIC / "critic.json"
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    return {k: meta.get(k, v) for k, v in FALLBACK_META.items()}
+
+
+def load_shape(shape: str):
+    """(Compressor, one-line description). `default` prefers the trained critic when it loads."""
+    from cprs_engine.checkpoint import smollm2_base, tiny_random
+    from cprs_engine.compressor import Compressor
+    from cprs_engine.errors import CheckpointNotFound
+
+    if shape == "tiny":
+        model, tok = tiny_random("qwen2")
+        c = model.config
+        desc = f"tiny random qwen2 ({c.num_hidden_layers} layers, hidden {c.hidden_size})"
+        return Compressor(model, tok, version="tiny", window_tokens=512, windows_per_pass=4), desc
+    if shape != "default":
+        raise SystemExit(f"unknown shape {shape!r}; expected tiny or default")
+    try:
+        comp = Compressor.load()
+        return comp, f"trained default critic via Compressor.load() ({_arch(comp.model.config)})"
+    except CheckpointNotFound:
+        pass
+    import torch
+    from transformers import AutoTokenizer
+
+    from cprs_engine.modeling import CriticConfig, CriticModel
+
+    meta = _critic_meta()
+    state, hf_config, tok_dir = smollm2_base(meta["num_layers"])
+    cfg = CriticConfig.from_hf(hf_config, bidirectional_start=meta["bidirectional_start"])
+    model = CriticModel(cfg)
+    model.load_state_dict(state, strict=False)  # heads stay random: speed does not depend on them
+    model.lm_head.weight = model.model.embed_tokens.weight
+    del state
+    model = model.to(torch.float32).eval()
+    comp = Compressor(
+        model,
+        AutoTokenizer.from_pretrained(tok_dir),
+        version="bench-base",
+        window_tokens=meta["window_tokens"],
+        windows_per_pass=meta["windows_per_pass"],
+    )
+    return comp, f"default critic's shape, SmolLM2 base, untrained heads ({_arch(cfg)})"
+
+
+def _arch(cfg) -> str:
+    return (
+        f"{cfg.num_hidden_layers} layers from {cfg.bidirectional_start} bidirectional, "
+        f"hidden {cfg.hidden_size}"
+    )
+
+
+def matmul_gflops(n: int = 2048, loops: int = 4, rounds: int = 3) -> float:
+    """Best of `rounds` timings of `loops` fp32 n x n matmuls: this process's dense-compute limit."""
+    import torch
+
+    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 * loops / best / 1e9
+
+
+def child(shape: str, doc_path: str, warmup_path: str, rounds: int, repeat: int = 1) -> dict:
+    import torch
+
+    from cprs_engine import prompts
+    from cprs_engine.modeling import flops_per_token
+
+    doc = Path(doc_path).read_text(encoding="utf-8")
+    warm = Path(warmup_path).read_text(encoding="utf-8")
+    comp, desc = load_shape(shape)
+    gc.collect()
+    load_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_loaded_kb = _status_kb("VmRSS")
+    reset = _reset_peak()
+    comp.compress(QUERY, warm)
+    runs = [comp.compress(QUERY, doc) for _ in range(max(1, repeat))]
+    run_peak_kb = _status_kb("VmHWM")
+    runs.sort(key=lambda r: r.timings["model"] + r.timings["decode"])
+    res = runs[len(runs) // 2]  # the median run (the only one when repeat is 1)
+    _, _, prefix, windows = comp.prepare(QUERY, doc, prompts.resolve(None).text)
+    cfg = comp.model.config
+    seq = len(prefix) + comp.window_tokens
+    return {
+        "shape": shape,
+        "desc": desc,
+        "input_tokens": res.input_tokens,
+        "output_tokens": res.output_tokens,
+        "timings": res.timings,
+        "repeat": len(runs),
+        "windows": len(windows),
+        "prefix_tokens": len(prefix),
+        "window_tokens": comp.window_tokens,
+        "windows_per_pass": comp.windows_per_pass,
+        "flops_per_token": flops_per_token(cfg, seq_len=seq),
+        "rss_loaded_mb": rss_loaded_kb / 1024,
+        "load_peak_mb": load_peak_kb / 1024,
+        "run_peak_mb": run_peak_kb / 1024,
+        "peak_reset": reset,
+        "threads": torch.get_num_threads(),
+        "matmul_gflops": matmul_gflops(rounds=rounds),
+    }
+
+
+# --- parent: documents, subprocesses, the report --------------------------------------------
+
+
+def tokenizer_for(shape: str):
+    from transformers import AutoTokenizer
+
+    from cprs_engine.checkpoint import qwen2_tokenizer_dir, smollm2_base
+
+    if shape == "tiny":
+        return AutoTokenizer.from_pretrained(qwen2_tokenizer_dir())
+    return AutoTokenizer.from_pretrained(smollm2_base(1)[2])  # converts the GGUF once, if needed
+
+
+def measure(shapes: list[str], lengths: list[int], rounds: int, repeat: int) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
+        for shape in shapes:
+            cut = hf_truncate(tokenizer_for(shape))
+            warm = Path(tmp, f"{shape}-warmup.txt")
+            warm.write_text(document(WARMUP_TOKENS, cut), encoding="utf-8")
+            for n in lengths:
+                doc = Path(tmp, f"{shape}-{n}.txt")
+                doc.write_text(document(n, cut), encoding="utf-8")
+                print(f"[engine-bench] {shape} {n} tokens ...", file=sys.stderr, flush=True)
+                argv = [sys.executable, "-m", "benchmarks.engine_bench", "--child", shape]
+                argv += [str(doc), str(warm), "--rounds", str(rounds), "--repeat", str(repeat)]
+                out = subprocess.run(argv, capture_output=True, text=True, check=False)
+                if out.returncode != 0:
+                    raise SystemExit(f"child {shape}/{n} failed:\n{out.stderr[-4000:]}")
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                row["target_tokens"] = n
+                rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.engine_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--write", metavar="FILE", help="replace the engine-bench section of FILE")
+    p.add_argument("--lengths", help="comma-separated context lengths in tokens")
+    p.add_argument("--shapes", default=None, help="comma-separated: tiny,default")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2K/4K/8K, tiny only")
+    p.add_argument("--rounds", type=int, default=3, help="matmul-limit timing rounds")
+    p.add_argument("--repeat", type=int, default=1, help="measured runs per length (median kept)")
+    p.add_argument("--child", nargs=3, metavar=("SHAPE", "DOC", "WARMUP"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(*args.child, rounds=args.rounds, repeat=args.repeat)))
+        return 0
+    lengths = args.lengths or ",".join(map(str, QUICK_LENGTHS if args.quick else DEFAULT_LENGTHS))
+    shapes = args.shapes or ("tiny" if args.quick else "tiny,default")
+    info = _report.machine()
+    lengths_n = [int(x) for x in lengths.split(",")]
+    rows = measure(shapes.split(","), lengths_n, args.rounds, args.repeat)
+    info["torch_threads"] = rows[0]["threads"]
+    text = render(rows, _report.command_line("benchmarks.engine_bench", argv), info)
+    print(text)
+    if args.write:
+        _report.replace_section(args.write, SECTION, text)
+        print(f"\nwrote the {SECTION} section of {args.write}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
