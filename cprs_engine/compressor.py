@@ -165,7 +165,7 @@ class Compressor:
                         n = P + w.tok_end - w.tok_start
                         input_ids[r, :n] = torch.tensor(prefix + ids[w.tok_start : w.tok_end])
                         mask[r, :n] = 1
-                    hidden = self.model(input_ids.to(device), mask.to(device))  # (R, T, C)
+                    hidden = self.model(input_ids.to(device), mask.to(device), shared_prefix=P)
                     hidden = hidden[:, P:]  # (R, T-P, C): context positions only
                     pred = self.model.boundary_logits(hidden).argmax(-1).cpu().numpy()
                     crit = (

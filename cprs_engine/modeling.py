@@ -166,17 +166,29 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(nh * hs, cfg.hidden_size, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor,
+        prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Output and this call's rotated (k, v). `prefix_kv` (from a batch-1 pass over a
+        shared prefix) is prepended to the keys and values: rows attend to it as to their own."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
         k = self.k_proj(x).view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
         v = self.v_proj(x).view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        kv = (k, v)
+        if prefix_kv is not None:
+            pk, pv = prefix_kv  # (1, nkv, P, hs)
+            k = torch.cat([pk.expand(B, -1, -1, -1), k], dim=2)  # (B, nkv, P+T, hs)
+            v = torch.cat([pv.expand(B, -1, -1, -1), v], dim=2)  # (B, nkv, P+T, hs)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, enable_gqa=self.nkv != self.nh
         )  # (B, nh, T, hs)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.nh * self.hs))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.nh * self.hs)), kv
 
 
 class MLP(nn.Module):
@@ -199,9 +211,11 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, cos, sin, mask, prefix_kv=None):
+        """(B, T, C) -> (B, T, C), and the attention's (k, v) for a prefix pass."""
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, prefix_kv)
+        x = x + a
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
 
 
 class Backbone(nn.Module):
@@ -252,11 +266,13 @@ class CriticModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         *,
         grad_from_layer: int = 0,
+        shared_prefix: int = 0,
     ) -> torch.Tensor:
         """Last hidden states (B, T, C). Right padding only (position ids count from 0).
 
         Layers below `grad_from_layer` run without autograd: training the upper layers
-        alone then costs no backward through the frozen lower ones.
+        alone then costs no backward through the frozen lower ones. `shared_prefix=P` says
+        the first P tokens are the same in every row (inference; see below).
         """
         B, T = input_ids.shape
         assert self.config.max_position_embeddings >= T, (
@@ -264,15 +280,53 @@ class CriticModel(nn.Module):
         )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        if shared_prefix:
+            return self._forward_shared_prefix(input_ids, attention_mask, shared_prefix)
         masks = attention_masks(attention_mask)
-        dtype = self.model.embed_tokens.weight.dtype
-        positions = torch.arange(T, device=input_ids.device)
-        cos, sin = rotary_tables(positions, self.config.head_dim, self.config.rope_theta, dtype)
+        cos, sin = self._rotary(0, T)
         with torch.set_grad_enabled(torch.is_grad_enabled() and grad_from_layer == 0):
             x = self.model.embed_tokens(input_ids)  # (B, T, C)
         for i, layer in enumerate(self.model.layers):
             with torch.set_grad_enabled(torch.is_grad_enabled() and i >= grad_from_layer):
-                x = layer(x, cos, sin, masks[layer.attention_type])  # (B, T, C)
+                x, _ = layer(x, cos, sin, masks[layer.attention_type])  # (B, T, C)
+        return self.model.norm(x)
+
+    def _rotary(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = self.model.embed_tokens.weight
+        positions = torch.arange(start, end, device=weight.device)
+        return rotary_tables(positions, self.config.head_dim, self.config.rope_theta, weight.dtype)
+
+    def _forward_shared_prefix(self, input_ids, attention_mask, P: int) -> torch.Tensor:
+        """Inference with the first P tokens identical in every row (prompt + query).
+
+        In the lower causal layers a prefix token never sees what follows it, so the prefix is
+        computed once at batch 1 and its keys/values are shared by every window. From the first
+        bidirectional layer on, the prefix depends on the window, so rows run in full.
+        The same arithmetic as `forward`, less the repeated prefix rows.
+        """
+        B, T = input_ids.shape
+        assert torch.equal(input_ids[:, :P], input_ids[:1, :P].expand(B, -1)), "prefix differs"
+        assert bool(attention_mask[:, :P].all()), "the shared prefix cannot hold padding"
+        bottom = next(
+            (i for i, t in enumerate(self.config.layer_types) if t != "causal"),
+            self.config.num_hidden_layers,
+        )
+        cos_p, sin_p = self._rotary(0, P)
+        cos_w, sin_w = self._rotary(P, T)
+        ones = torch.ones(1, P, dtype=torch.long, device=input_ids.device)
+        prefix_mask = attention_masks(ones)["causal"]  # (1, 1, P, P)
+        full = attention_masks(attention_mask)
+        window_mask = full["causal"][:, :, P:, :]  # (B, 1, T-P, T): prefix keys, then own keys
+        x_p = self.model.embed_tokens(input_ids[:1, :P])  # (1, P, C)
+        x_w = self.model.embed_tokens(input_ids[:, P:])  # (B, T-P, C)
+        for layer in self.model.layers[:bottom]:
+            x_p_next, kv = layer(x_p, cos_p, sin_p, prefix_mask)  # (1, P, C)
+            x_w, _ = layer(x_w, cos_w, sin_w, window_mask, prefix_kv=kv)  # (B, T-P, C)
+            x_p = x_p_next
+        x = torch.cat([x_p.expand(B, -1, -1), x_w], dim=1)  # (B, T, C)
+        cos, sin = self._rotary(0, T)
+        for layer in self.model.layers[bottom:]:
+            x, _ = layer(x, cos, sin, full[layer.attention_type])  # (B, T, C)
         return self.model.norm(x)
 
     def boundary_logits(self, hidden: torch.Tensor) -> torch.Tensor:

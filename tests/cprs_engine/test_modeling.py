@@ -26,7 +26,7 @@ def tiny(family: str, bidirectional_start: int, layers: int = 4) -> CriticModel:
 def layer_outputs(model: CriticModel, ids: torch.Tensor) -> list[torch.Tensor]:
     outs = []
     hooks = [
-        layer.register_forward_hook(lambda m, i, o: outs.append(o)) for layer in model.model.layers
+        layer.register_forward_hook(lambda m, i, o: outs.append(o[0])) for layer in model.model.layers
     ]
     with torch.no_grad():
         model(ids)
@@ -135,3 +135,18 @@ def test_config_round_trips_through_hf_dict():
     assert released.layer_types.index("bidirectional") == 21
     assert released.layer_types.count("bidirectional") == 7
     assert released.attention_bias is True
+
+
+@pytest.mark.parametrize("start", [0, 2, 4])
+def test_a_shared_prefix_computed_once_gives_the_same_hidden_states(start):
+    model = tiny("qwen2", bidirectional_start=start)
+    prefix = torch.randint(0, 128, (1, 7)).expand(3, -1)
+    ids = torch.cat([prefix, torch.randint(0, 128, (3, 11))], dim=1)
+    mask = torch.ones_like(ids)
+    mask[1, 14:] = 0  # a shorter, right-padded window
+    with torch.no_grad():
+        full = model(ids, mask)
+        shared = model(ids, mask, shared_prefix=7)
+    torch.testing.assert_close(shared[0], full[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared[1, :14], full[1, :14], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared[2], full[2], rtol=1e-5, atol=1e-5)
