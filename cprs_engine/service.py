@@ -226,19 +226,10 @@ async def read_json(request, max_bytes: int) -> Any:
 def compressor_factory(args: argparse.Namespace) -> Callable[[], Any]:
     """The production factory: `Compressor.load` with the command line's options."""
 
-    def load():
-        from cprs_engine.compressor import Compressor
+    from cprs_engine.commands.compress import load_compressor
 
-        opts = {
-            k: v
-            for k, v in (
-                ("window_tokens", args.window_tokens),
-                ("windows_per_pass", args.windows_per_pass),
-                ("device", args.device),
-            )
-            if v is not None
-        }
-        return Compressor.load(args.checkpoint, **opts)
+    def load():
+        return load_compressor(args)
 
     return load
 
