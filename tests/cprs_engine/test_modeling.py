@@ -26,7 +26,8 @@ def tiny(family: str, bidirectional_start: int, layers: int = 4) -> CriticModel:
 def layer_outputs(model: CriticModel, ids: torch.Tensor) -> list[torch.Tensor]:
     outs = []
     hooks = [
-        layer.register_forward_hook(lambda m, i, o: outs.append(o[0])) for layer in model.model.layers
+        layer.register_forward_hook(lambda m, i, o: outs.append(o[0]))
+        for layer in model.model.layers
     ]
     with torch.no_grad():
         model(ids)
