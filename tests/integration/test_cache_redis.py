@@ -4,10 +4,7 @@ freezes and restarts to show that a failing Redis never fails or slows a request
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 import uuid
 
@@ -112,69 +109,6 @@ def test_tenant_cannot_read_another_tenants_entry(shared):
 
 
 # --- a private redis-server that fails ------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A throwaway redis-server on its own port, no persistence; only it is ever stopped."""
-
-    def __init__(self, binary: str, port: int):
-        self.binary, self.port = binary, port
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("private redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # in case it was frozen
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-@pytest.fixture
-def private_redis():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found; cannot run the Redis fault test")
-    server = PrivateRedis(binary, _free_port())
-    server.start()
-    yield server
-    server.kill()
 
 
 async def _timed(cache, key, label, calls):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 
 import httpx
@@ -21,69 +19,35 @@ def doc_request(i: int) -> list[dict]:
     ]
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
-def test_stopping_redis_mid_run_fails_no_request(fake_backend, sdk):
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True
-            ).stdout.strip()
-            != b"PONG"
-        ):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        cfg = proxy_config(
-            fake_backend.url, cache={"redis_url": f"redis://127.0.0.1:{port}/0", "timeout_s": 0.1}
-        )
-        with running_proxy(cfg) as (url, engine):
-            c = sdk(url)
-            before = [
-                c.chat.completions.with_raw_response.create(model="gpt-4o", messages=doc_request(0))
-                for _ in range(2)
-            ]
-            assert [r.headers["x-cprs-cache"] for r in before] == ["miss", "hit"]
-            proc.terminate()
-            proc.wait(10)
-            after = []
-            for i in range(6):
-                t = time.perf_counter()
-                r = c.chat.completions.with_raw_response.create(
-                    model="gpt-4o", messages=doc_request(i % 2)
-                )
-                after.append(
-                    (
-                        r.http_response.status_code,
-                        r.headers["x-cprs-compressed"],
-                        time.perf_counter() - t,
-                    )
-                )
-            stream = c.chat.completions.create(model="gpt-4o", messages=doc_request(3), stream=True)
-            assert (
-                "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
-                == "Hello there, friend."
+def test_stopping_redis_mid_run_fails_no_request(fake_backend, sdk, private_redis):
+    cfg = proxy_config(fake_backend.url, cache={"redis_url": private_redis.url, "timeout_s": 0.1})
+    with running_proxy(cfg) as (url, engine):
+        c = sdk(url)
+        before = [
+            c.chat.completions.with_raw_response.create(model="gpt-4o", messages=doc_request(0))
+            for _ in range(2)
+        ]
+        assert [r.headers["x-cprs-cache"] for r in before] == ["miss", "hit"]
+        private_redis.kill()
+        after = []
+        for i in range(6):
+            t = time.perf_counter()
+            r = c.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=doc_request(i % 2)
             )
-            readyz = httpx.get(url + "/readyz")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            after.append(
+                (
+                    r.http_response.status_code,
+                    r.headers["x-cprs-compressed"],
+                    time.perf_counter() - t,
+                )
+            )
+        stream = c.chat.completions.create(model="gpt-4o", messages=doc_request(3), stream=True)
+        assert (
+            "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+            == "Hello there, friend."
+        )
+        readyz = httpx.get(url + "/readyz")
     assert all(status == 200 and compressed == "true" for status, compressed, _ in after)
     assert max(secs for *_, secs in after) < 2.0  # a dead Redis slows nothing down
     assert readyz.status_code == 200  # the cache is not a readiness dependency
