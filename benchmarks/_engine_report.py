@@ -68,7 +68,9 @@ def render(rows: list[dict], command: str, info: dict) -> str:
             "in the same process. GFLOP/s counts the "
             "critic's matmul FLOPs (`cprs_engine.modeling.flops_per_token` at prefix + window "
             "length, the prefix counted once per window) over model time; the limit is the best "
-            "rate of 2048×2048 fp32 `torch.mm` in the same process. Process peak RSS is the "
+            "rate of 2048×2048 `torch.mm` in the row's precision (fp32 rows: fp32; bf16 rows, "
+            "which run the matmuls under bf16 autocast: bf16) in the same process. "
+            "Process peak RSS is the "
             "whole process's, model loading included; run peak RSS is the peak from just after "
             "the model loaded (peak mark reset) through the warm-up and the measured run.",
             "",

@@ -1,14 +1,16 @@
 """Engine throughput and peak memory against document length, on this CPU.
 
     python -m benchmarks.engine_bench [--write BENCHMARKS.md] [--lengths 8192,32768,131072]
-                                      [--shapes tiny,default] [--quick]
+                                      [--shapes tiny,default] [--precisions auto,fp32] [--quick]
 
 Each (shape, length) runs in a fresh subprocess, so its peak RSS belongs to that length alone.
 The child loads the model, notes its RSS, resets the kernel's peak-RSS mark (/proc/self/clear_refs),
 compresses a short warm-up document and then the measured one, and reads the peak back: the
 difference is what the document costs on top of the loaded model. Throughput counts context tokens
-over model + decode time (tokenizing is reported apart). The fp32 matmul limit is timed in the same
-child after the run (2048x2048 `torch.mm`), so each row is compared with what its process could do.
+over model + decode time (tokenizing is reported apart). The matmul limit is timed in the same
+child after the run (2048x2048 `torch.mm` in the row's precision: fp32, or bf16 where the critic
+runs under bf16 autocast), so each row is compared with what its process could do. Each shape
+runs at every precision asked for (`auto` is what the engine picks on this CPU).
 
 Documents (Paul Graham essays with one needle) are cut to length in the parent with the shape's
 own tokenizer and handed over as files, so building them does not touch the child's memory.
@@ -67,7 +69,7 @@ def _critic_meta() -> dict:
     return {k: meta.get(k, v) for k, v in FALLBACK_META.items()}
 
 
-def load_shape(shape: str):
+def load_shape(shape: str, precision: str = "auto"):
     """(Compressor, one-line description). `default` prefers the trained critic when it loads."""
     from cprs_engine.checkpoint import smollm2_base, tiny_random
     from cprs_engine.compressor import Compressor
@@ -77,11 +79,14 @@ def load_shape(shape: str):
         model, tok = tiny_random("qwen2")
         c = model.config
         desc = f"tiny random qwen2 ({c.num_hidden_layers} layers, hidden {c.hidden_size})"
-        return Compressor(model, tok, version="tiny", window_tokens=512, windows_per_pass=4), desc
+        comp = Compressor(
+            model, tok, version="tiny", window_tokens=512, windows_per_pass=4, precision=precision
+        )
+        return comp, desc
     if shape != "default":
         raise SystemExit(f"unknown shape {shape!r}; expected tiny or default")
     try:
-        comp = Compressor.load()
+        comp = Compressor.load(precision=precision)
         return comp, f"trained default critic via Compressor.load() ({_arch(comp.model.config)})"
     except CheckpointNotFound:
         pass
@@ -104,6 +109,7 @@ def load_shape(shape: str):
         version="bench-base",
         window_tokens=meta["window_tokens"],
         windows_per_pass=meta["windows_per_pass"],
+        precision=precision,
     )
     return comp, f"default critic's shape, SmolLM2 base, untrained heads ({_arch(cfg)})"
 
@@ -115,11 +121,14 @@ def _arch(cfg) -> str:
     )
 
 
-def matmul_gflops(n: int = 2048, loops: int = 4, rounds: int = 3) -> float:
-    """Best of `rounds` timings of `loops` fp32 n x n matmuls: this process's dense-compute limit."""
+def matmul_gflops(n: int = 2048, loops: int = 4, rounds: int = 3, dtype: str = "fp32") -> float:
+    """Best of `rounds` timings of `loops` n x n matmuls in `dtype` (fp32 or bf16): this process's
+    dense-compute limit."""
     import torch
 
-    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    dt = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+    out = torch.empty(n, n, dtype=dt)
     torch.mm(a, b, out=out)
     best = float("inf")
     for _ in range(rounds):
@@ -130,7 +139,9 @@ def matmul_gflops(n: int = 2048, loops: int = 4, rounds: int = 3) -> float:
     return 2 * n**3 * loops / best / 1e9
 
 
-def child(shape: str, doc_path: str, warmup_path: str, rounds: int, repeat: int = 1) -> dict:
+def child(
+    shape: str, doc_path: str, warmup_path: str, rounds: int, repeat: int = 1, precision="auto"
+) -> dict:
     import torch
 
     from cprs_engine import prompts
@@ -138,7 +149,7 @@ def child(shape: str, doc_path: str, warmup_path: str, rounds: int, repeat: int 
 
     doc = Path(doc_path).read_text(encoding="utf-8")
     warm = Path(warmup_path).read_text(encoding="utf-8")
-    comp, desc = load_shape(shape)
+    comp, desc = load_shape(shape, precision)
     gc.collect()
     load_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rss_loaded_kb = _status_kb("VmRSS")
@@ -152,7 +163,8 @@ def child(shape: str, doc_path: str, warmup_path: str, rounds: int, repeat: int 
     cfg = comp.model.config
     seq = len(prefix) + comp.window_tokens
     return {
-        "shape": shape,
+        "shape": f"{shape} {comp.precision}",
+        "precision": comp.precision,
         "desc": desc,
         "input_tokens": res.input_tokens,
         "output_tokens": res.output_tokens,
@@ -168,7 +180,7 @@ def child(shape: str, doc_path: str, warmup_path: str, rounds: int, repeat: int 
         "run_peak_mb": run_peak_kb / 1024,
         "peak_reset": reset,
         "threads": torch.get_num_threads(),
-        "matmul_gflops": matmul_gflops(rounds=rounds),
+        "matmul_gflops": matmul_gflops(rounds=rounds, dtype=comp.precision),
     }
 
 
@@ -185,7 +197,9 @@ def tokenizer_for(shape: str):
     return AutoTokenizer.from_pretrained(smollm2_base(1)[2])  # converts the GGUF once, if needed
 
 
-def measure(shapes: list[str], lengths: list[int], rounds: int, repeat: int) -> list[dict]:
+def measure(
+    shapes: list[str], lengths: list[int], rounds: int, repeat: int, precisions: list[str]
+) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
         for shape in shapes:
@@ -195,15 +209,19 @@ def measure(shapes: list[str], lengths: list[int], rounds: int, repeat: int) -> 
             for n in lengths:
                 doc = Path(tmp, f"{shape}-{n}.txt")
                 doc.write_text(document(n, cut), encoding="utf-8")
-                print(f"[engine-bench] {shape} {n} tokens ...", file=sys.stderr, flush=True)
-                argv = [sys.executable, "-m", "benchmarks.engine_bench", "--child", shape]
-                argv += [str(doc), str(warm), "--rounds", str(rounds), "--repeat", str(repeat)]
-                out = subprocess.run(argv, capture_output=True, text=True, check=False)
-                if out.returncode != 0:
-                    raise SystemExit(f"child {shape}/{n} failed:\n{out.stderr[-4000:]}")
-                row = json.loads(out.stdout.strip().splitlines()[-1])
-                row["target_tokens"] = n
-                rows.append(row)
+            for precision in precisions:
+                for n in lengths:
+                    doc = Path(tmp, f"{shape}-{n}.txt")
+                    print(f"[engine-bench] {shape} {precision} {n} tokens ...", file=sys.stderr)
+                    argv = [sys.executable, "-m", "benchmarks.engine_bench", "--child", shape]
+                    argv += [str(doc), str(warm), "--rounds", str(rounds), "--repeat", str(repeat)]
+                    argv += ["--precisions", precision]
+                    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+                    if out.returncode != 0:
+                        raise SystemExit(f"child {shape}/{n} failed:\n{out.stderr[-4000:]}")
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                    row["target_tokens"] = n
+                    rows.append(row)
     return rows
 
 
@@ -219,16 +237,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run: 2K/4K/8K, tiny only")
     p.add_argument("--rounds", type=int, default=3, help="matmul-limit timing rounds")
     p.add_argument("--repeat", type=int, default=1, help="measured runs per length (median kept)")
+    p.add_argument(
+        "--precisions",
+        default="auto,fp32",
+        help="comma-separated critic precisions: auto (the engine's pick here), fp32, bf16",
+    )
     p.add_argument("--child", nargs=3, metavar=("SHAPE", "DOC", "WARMUP"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child, rounds=args.rounds, repeat=args.repeat)))
+        row = child(*args.child, rounds=args.rounds, repeat=args.repeat, precision=args.precisions)
+        print(json.dumps(row))
         return 0
     lengths = args.lengths or ",".join(map(str, QUICK_LENGTHS if args.quick else DEFAULT_LENGTHS))
     shapes = args.shapes or ("tiny" if args.quick else "tiny,default")
     info = _report.machine()
     lengths_n = [int(x) for x in lengths.split(",")]
-    rows = measure(shapes.split(","), lengths_n, args.rounds, args.repeat)
+    from cprs_engine.compressor import resolve_precision
+
+    precisions = list(
+        dict.fromkeys(resolve_precision(x, "cpu") for x in args.precisions.split(","))
+    )
+    rows = measure(shapes.split(","), lengths_n, args.rounds, args.repeat, precisions)
     info["torch_threads"] = rows[0]["threads"]
     text = render(rows, _report.command_line("benchmarks.engine_bench", argv), info)
     print(text)

@@ -8,6 +8,7 @@ CPRSError                      base; `status` is the HTTP status the engine serv
 │   └── UnknownGranularity
 ├── CheckpointNotFound (503)   no critic weights where they were looked for; says how to get them
 └── EngineFailure (500)        the model failed while running (torch errors are converted here)
+    └── Cancelled (503)        the caller gave up (timeout, disconnect); stopped between passes
 """
 
 from __future__ import annotations
@@ -59,3 +60,8 @@ class CheckpointNotFound(CPRSError):
 class EngineFailure(CPRSError):
     status = 500
     code = "engine_failure"
+
+
+class Cancelled(EngineFailure):
+    status = 503
+    code = "cancelled"

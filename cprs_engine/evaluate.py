@@ -57,6 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--window-tokens", type=int, default=None, help="override the critic's window")
     p.add_argument("--windows-per-pass", type=int, default=None, help="override rho")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default=None,
+        help="critic precision (default auto: bf16 autocast where the CPU has native bf16)",
+    )
     p.add_argument("--write", metavar="BENCHMARKS.md", default=None, help="update its eval section")
     p.add_argument("--json", metavar="OUT.json", default=None, help="write every row and summary")
 
@@ -256,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
             for k, v in (
                 ("window_tokens", args.window_tokens),
                 ("windows_per_pass", args.windows_per_pass),
+                ("precision", args.precision),
             )
             if v is not None
         }

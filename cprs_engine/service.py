@@ -251,6 +251,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--windows-per-pass", type=_positive_int, help="windows per forward (ρ)")
     serve.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: best found)")
     serve.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        help="auto (default): bf16 autocast where the CPU has native bf16, else fp32",
+    )
+    serve.add_argument(
         "--max-body-bytes", type=_positive_int, default=ServiceSettings.max_body_bytes
     )
     serve.add_argument(

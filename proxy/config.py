@@ -80,6 +80,7 @@ class EngineSettings(_Strict):
     checkpoint: str | None = None  # local: None = the shipped default critic
     window_tokens: int | None = Field(None, ge=16)
     windows_per_pass: int | None = Field(None, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # local: bf16 autocast on bf16 CPUs
     timeout_s: float = Field(30.0, gt=0)  # per compression; slower -> failure_mode decides
     workers: int = Field(1, ge=1, le=16)  # local: compressions running at once
     health_interval_s: float = Field(5.0, gt=0)  # remote: seconds between /readyz probes

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -86,6 +87,7 @@ class LocalEngine:
                 for k, v in (
                     ("window_tokens", self.settings.window_tokens),
                     ("windows_per_pass", self.settings.windows_per_pass),
+                    ("precision", self.settings.precision),
                 )
                 if v is not None
             }
@@ -111,6 +113,7 @@ class LocalEngine:
             )
         loop = asyncio.get_running_loop()
         fn = self._compressor.compress
+        stop = threading.Event()  # set when this call is abandoned: the worker stops early
 
         def work() -> CompressionResult:
             try:
@@ -121,13 +124,17 @@ class LocalEngine:
                     instruction=instruction,
                     budget_tokens=budget_tokens,
                     prompt=prompt,
+                    cancel=stop,
                 )
             except CPRSError:
                 raise
             except Exception as exc:  # torch/runtime errors become the engine's own
                 raise EngineFailure(f"{type(exc).__name__}: {exc}") from exc
 
-        return await loop.run_in_executor(self._pool, work)
+        try:
+            return await loop.run_in_executor(self._pool, work)
+        finally:  # a timeout or a client disconnect cancels the await, not the thread
+            stop.set()
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-tokens", type=int, help="tokens per window (w)")
     parser.add_argument("--windows-per-pass", type=int, help="windows per forward pass (ρ)")
     parser.add_argument("--device", help="torch device (default: best found)")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        help="auto (default): bf16 autocast where the CPU has native bf16, else fp32",
+    )
     parser.add_argument("--max-bytes", type=int, default=MAX_FILE_BYTES, help="largest input")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
 
@@ -53,6 +58,7 @@ def load_compressor(args: argparse.Namespace):
             ("window_tokens", args.window_tokens),
             ("windows_per_pass", args.windows_per_pass),
             ("device", args.device),
+            ("precision", getattr(args, "precision", None)),
         )
         if v is not None
     }

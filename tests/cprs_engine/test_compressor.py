@@ -2,9 +2,17 @@
 
 import pytest
 
+from cprs_engine import compressor as compressor_module
 from cprs_engine.checkpoint import tiny_random
 from cprs_engine.compressor import Compressor, build_prefix
-from cprs_engine.errors import ContextTooLong, EmptyContext, EmptyQuery, UnknownGranularity
+from cprs_engine.errors import (
+    Cancelled,
+    ContextTooLong,
+    EmptyContext,
+    EmptyQuery,
+    InvalidInput,
+    UnknownGranularity,
+)
 
 TEXT = (
     "Paris is the capital of France. The Eiffel Tower was finished in 1889! "
@@ -49,8 +57,8 @@ def test_same_input_same_output(compressor):
 
 def test_window_batching_does_not_change_the_result():
     model, tokenizer = tiny_random("llama", seed=2)
-    one = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=1)
-    many = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=5)
+    one = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=1, precision="fp32")
+    many = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=5, precision="fp32")
     ids, _, prefix, windows = one.prepare("q", TEXT, "Extract the facts.")
     assert len(windows) > 5
     a = one._score(ids, prefix, windows, "fact")
@@ -74,3 +82,43 @@ def test_bad_inputs_raise_typed_errors(compressor):
     small = Compressor(compressor.model, compressor.tokenizer, max_context_tokens=10)
     with pytest.raises(ContextTooLong):
         small.compress("q", TEXT)
+
+
+def test_precision_is_named_in_the_engine_version():
+    model, tokenizer = tiny_random("qwen2", seed=1)
+    fp32 = Compressor(model, tokenizer, window_tokens=64, precision="fp32")
+    bf16 = Compressor(model, tokenizer, window_tokens=64, precision="bf16")
+    assert fp32.engine_version.endswith(".fp32") and bf16.engine_version.endswith(".bf16")
+    with pytest.raises(InvalidInput):
+        Compressor(model, tokenizer, precision="fp16")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_follows_the_cpu(monkeypatch, native):
+    monkeypatch.setattr(compressor_module, "cpu_has_bf16", lambda: native)
+    model, tokenizer = tiny_random("qwen2", seed=1)
+    assert Compressor(model, tokenizer).precision == ("bf16" if native else "fp32")
+
+
+def test_bf16_autocast_runs_and_stays_close_to_fp32():
+    model, tokenizer = tiny_random("llama", seed=2)
+    fp32 = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=3, precision="fp32")
+    bf16 = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=3, precision="bf16")
+    ids, _, prefix, windows = fp32.prepare("q", TEXT, "Extract the facts.")
+    _, a = fp32._score(ids, prefix, windows, "fact")
+    _, b = bf16._score(ids, prefix, windows, "fact")
+    _, c = bf16._score(ids, prefix, windows, "fact")
+    assert (b == c).all()  # deterministic
+    assert (a != b).any()  # the matmuls really ran in bf16
+    assert abs(a - b).max() < 0.05
+
+
+def test_a_set_cancel_stops_before_the_next_pass(compressor):
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        compressor.compress("Where is Mount Fuji?", TEXT, cancel=stop)
+    done = compressor.compress("Where is Mount Fuji?", TEXT, cancel=threading.Event())
+    assert done.input_tokens == compressor.count_tokens(TEXT)

@@ -56,10 +56,46 @@ def test_local_engine_loads_in_the_background_and_runs_off_the_loop(monkeypatch)
     eng, out = asyncio.run(go())
     assert eng.ready() == (True, "loaded") and eng.engine_version == "critic-v9"
     assert out.compressed == "hello"
-    assert seen["load"] == ("/ckpt", {"window_tokens": 256})
+    assert seen["load"] == ("/ckpt", {"window_tokens": 256, "precision": "auto"})
     assert (
         seen["budget_tokens"] == 10 and seen["granularity"] == "sentence" and seen["query"] == "q"
     )
+
+
+def test_an_abandoned_local_compression_frees_its_worker(monkeypatch):
+    import threading
+
+    stopped = threading.Event()
+
+    class Slow:
+        engine_version = "slow-1"
+
+        def compress(self, query, context, *, cancel, **kw):
+            if query == "fast":
+                return CompressionResult.from_dict(result_dict())
+            assert cancel.wait(10), "the engine never told the work to stop"
+            stopped.set()
+            raise EngineFailure("stopped")
+
+    monkeypatch.setitem(
+        sys.modules, "cprs_engine.compressor", fake_compressor_module(lambda c, **o: Slow())
+    )
+
+    async def go():
+        eng = LocalEngine(EngineSettings(workers=1))
+        await eng.start()
+        await eng._load_task
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await eng.compress("slow", "doc")
+        # the single worker is free again: the next compression is not stuck behind it
+        async with asyncio.timeout(5):
+            out = await eng.compress("fast", "doc")
+        await eng.close()
+        return out
+
+    assert asyncio.run(go()).compressed == "kept."
+    assert stopped.is_set()
 
 
 def test_local_engine_without_checkpoint_reports_why(monkeypatch):
