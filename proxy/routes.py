@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy.chat import client_key, handle_chat
+
+log = logging.getLogger(__name__)
 
 
 def _parts(request: Request):
@@ -20,14 +24,37 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def models(request: Request) -> Response:
-    """The configured model names this client's policy allows (glob routes are not listed)."""
+    """The model names this client may send: configured names, then, for each glob route to an
+    OpenAI-format backend (the embedded catch-all included), the backend's own models that the
+    glob routes there, as the backend describes them. All filtered by the client's policy; a
+    backend that cannot list its models is left out (logged), never an error for the client."""
     state = request.app.state.holder.current
-    _, policy = state.authenticate(client_key(request))
+    key = client_key(request)
+    _, policy = state.authenticate(key)
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "cprs-proxy"}
         for name in state.router.listed()
         if policy.allows_model(name)
     ]
+    seen = {m["id"] for m in data}
+    for route in state.router.routes:
+        if not route.is_glob:
+            continue
+        try:
+            backend = state.router.resolve(route, "models", key)
+            if not backend.passthrough:
+                continue
+            listed = await request.app.state.upstream.list_models(backend)
+        except Exception as exc:  # noqa: BLE001 - a listing failure must not fail the call
+            log.warning("route %r: the backend's model list is unavailable: %s", route.name, exc)
+            continue
+        for m in listed:
+            name = m["id"]
+            if name in seen or state.router.match(name) is not route:
+                continue
+            if policy.allows_model(name):
+                seen.add(name)
+                data.append(m)
     return JSONResponse({"object": "list", "data": data})
 
 

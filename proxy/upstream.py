@@ -202,6 +202,19 @@ class Upstream:
             )
         return _kept(resp.headers), _relay(resp, _secrets(b))
 
+    async def list_models(self, b: Backend, timeout_s: float = 10.0) -> list[dict]:
+        """The backend's own `GET /models` entries (OpenAI format); raises on any failure."""
+        headers = {"accept": "application/json"}
+        if b.api_key:
+            headers["authorization"] = f"Bearer {b.api_key}"
+        url = b.api_base.rstrip("/") + "/models"  # type: ignore[union-attr]
+        resp = await self.client.get(url, headers=headers, timeout=timeout_s)
+        resp.raise_for_status()
+        data = resp.json().get("data")
+        if not isinstance(data, list):
+            raise ValueError("the backend's model list has no `data` array")
+        return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
     async def close(self) -> None:
         await self.client.aclose()
 

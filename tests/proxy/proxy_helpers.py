@@ -20,8 +20,18 @@ class Backend:
         self.bodies: list[dict] = []
         self.headers: list[httpx.Headers] = []
         self.respond: Callable[[httpx.Request, dict], Any] | None = None
+        self.models: list[str] | None = None  # GET /models answers these ids; None: 404
+        self.model_requests: list[httpx.Request] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/models"):
+            self.model_requests.append(request)
+            if self.models is None:
+                return httpx.Response(404, json={"error": {"message": "no such route"}})
+            data = [
+                {"id": m, "object": "model", "created": 7, "owned_by": "b"} for m in self.models
+            ]
+            return httpx.Response(200, json={"object": "list", "data": data})
         body = json.loads(request.content)
         self.bodies.append(body)
         self.headers.append(request.headers)

@@ -73,6 +73,31 @@ def test_models_lists_configured_names_the_policy_allows(make_app):
     assert data["object"] == "list" and [m["id"] for m in data["data"]] == ["gpt-4o"]
 
 
+def test_models_adds_what_a_glob_routes_to_from_the_backends_own_list(make_app, backend):
+    cfg = base_config(
+        models=[
+            {"name": "gpt-4o", "model": "openai/gpt-4o", "api_base": "http://b/v1"},
+            {"name": "local-*", "model": "hosted_vllm/*", "api_base": "http://b/v1"},
+            {"name": "*", "model": "openai/*", "api_base": "http://b/v1", "api_key": "sk-up"},
+        ],
+        policies={"default": {"allowed_models": ["gpt-*", "local-*", "o1*"]}},
+    )
+    backend.models = ["gpt-4o", "local-llama", "o1-mini", "text-embedding-3-small"]
+    app, _ = make_app(cfg)
+    data = call(app, "GET", "/v1/models").json()["data"]
+    # configured first; then each glob's share of the backend list, as the backend wrote it
+    assert [m["id"] for m in data] == ["gpt-4o", "local-llama", "o1-mini"]
+    assert data[1] == {"id": "local-llama", "object": "model", "created": 7, "owned_by": "b"}
+    assert {r.headers.get("authorization") for r in backend.model_requests} == {
+        None,
+        "Bearer sk-up",
+    }
+
+    backend.models = None  # the backend cannot list: the configured names still come back
+    r = call(app, "GET", "/v1/models")
+    assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == ["gpt-4o"]
+
+
 def test_health_and_readiness(make_app):
     app, _ = make_app()
     assert call(app, "GET", "/healthz").json() == {"status": "ok"}
