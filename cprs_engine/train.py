@@ -12,7 +12,9 @@ Loss per context token (prompt and query positions carry none):
 with half of the non-critical (O) positions masked at random, as in the paper.
 
 Runs are bounded by `--minutes` and resume from `<out>/train_state.pt`: a longer training
-is several runs. The data stream is deterministic in (seed, example index), so a resumed run
+is several runs. A later stage may start from a shipped delta instead (`--init-from DIR`):
+its trained tensors, step and example counts carry over, the optimizer starts fresh with its
+own warmup, and `--mix` may reweight the tasks; `critic.json` lists every stage. The data stream is deterministic in (seed, example index), so a resumed run
 continues it exactly. Logs go to `<out>/train_log.jsonl`; `<out>/metrics.json` holds the
 held-out validation of the last save.
 """
@@ -27,6 +29,16 @@ import time
 from pathlib import Path
 
 BASE = "smollm2-135m-instruct-q4_1"
+REPRODUCE = (
+    "for each stage in order: the first with `cprs train --out DIR --fresh`, a later one with "
+    "`cprs train --out DIR --init-from DIR --mix MIX` after removing DIR/train_state.pt; "
+    "resume each (same command, no --fresh/--init-from) until its next stage's from_step"
+)
+
+
+def _first_stage(meta: dict) -> dict:
+    """The stage record of a checkpoint written before stages were recorded."""
+    return {"from_step": 0, "mix": None, "optimizer": "fresh"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +61,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
     p.add_argument(
+        "--init-from",
+        default=None,
+        help="start a new stage from the delta in this directory (needs no train_state.pt)",
+    )
+    p.add_argument(
+        "--mix",
+        type=parse_mix,
+        default=None,
+        help="task weight overrides, e.g. vt_slice=0.14,hotpot_sentence=0.32 (kept on resume)",
+    )
+    p.add_argument(
         "--autocast",
         choices=["bf16", "off"],
         default="bf16",
@@ -56,14 +79,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_mix(text: str) -> dict[str, float]:
+    """`name=weight,...` -> {name: weight}, names checked against the task table."""
+    from cprs_engine.data.mix import TASKS
+
+    out: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, weight = item.partition("=")
+        if not sep or name not in TASKS:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected TASK=WEIGHT, TASK in {list(TASKS)}"
+            )
+        out[name] = float(weight)
+        if out[name] < 0:
+            raise argparse.ArgumentTypeError(f"{item!r}: weights are >= 0")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(args, out)
-    trainer.fit()
+    Trainer(args, Path(args.out)).fit()
     return 0
 
 
@@ -76,12 +113,20 @@ class Trainer:
         from cprs_engine.prompts import LIBRARY, OUTSIDE_TAG
 
         self.args, self.out = args, out
+        out.mkdir(parents=True, exist_ok=True)
         state_file = out / "train_state.pt"
         resume = state_file.exists() and not args.fresh
         saved = torch.load(state_file, weights_only=False) if resume else None
+        init = None
         if saved:  # the architecture is fixed by the first run
             for k in ("layers", "bidirectional_start", "train_from", "seed"):
                 setattr(args, k, saved["args"][k])
+            if args.mix is None:
+                args.mix = saved["args"].get("mix")
+        elif args.init_from:
+            init = json.loads((Path(args.init_from) / "critic.json").read_text())
+            args.layers, args.bidirectional_start = init["num_layers"], init["bidirectional_start"]
+            args.train_from, args.seed = init["train_from"], init["seed"]
         base_state, hf, tok_dir = smollm2_base(args.layers)
         self.cfg = CriticConfig.from_hf(hf, bidirectional_start=args.bidirectional_start)
         torch.manual_seed(args.seed)
@@ -113,6 +158,21 @@ class Trainer:
             weight_decay=0.0,
         )
         self.step, self.example_index, self.elapsed_before = 0, 0, 0.0
+        self.stages: list[dict] = []
+        self.opt_start = 0  # the step this optimizer's state (and warmup) began at
+        if init:
+            from safetensors.torch import load_file
+
+            delta = load_file(str(Path(args.init_from) / "delta.safetensors"))
+            assert set(delta) == set(self.trainable), (
+                "the delta's tensors must be the trainable set"
+            )
+            model.load_state_dict({k: v.float() for k, v in delta.items()}, strict=False)
+            self.step = self.opt_start = init["steps"]
+            self.example_index = init["examples"]
+            self.elapsed_before = float(init["train_seconds"])
+            self.stages = init.get("stages") or [_first_stage(init)]
+            self.stages.append({"from_step": self.step, "mix": args.mix, "optimizer": "fresh"})
         if saved:
             model.load_state_dict(saved["trainable"], strict=False)
             self.opt.load_state_dict(saved["optimizer"])
@@ -120,6 +180,10 @@ class Trainer:
             self.example_index = saved["example_index"]
             self.elapsed_before = saved["elapsed"]
             torch.set_rng_state(saved["torch_rng"])
+            self.opt_start = saved.get("opt_start", 0)
+            self.stages = saved.get("stages") or [{"from_step": 0, "mix": args.mix}]
+        if not self.stages:
+            self.stages = [{"from_step": 0, "mix": args.mix}]
         self.log_file = open(out / "train_log.jsonl", "a")  # noqa: SIM115 - open for the run
         self.log({"event": "start", "resume": bool(saved), "step": self.step, "args": vars(args)})
 
@@ -165,7 +229,10 @@ class Trainer:
         from cprs_engine.modeling import O_TAG
 
         stream = training_examples(
-            self.args.seed, lambda r: r.randint(800, 2400), start=self.example_index
+            self.args.seed,
+            lambda r: r.randint(800, 2400),
+            start=self.example_index,
+            weights=self.args.mix,
         )
         rows = [self.encode(next(stream), self.args.window_tokens) for _ in range(self.args.batch)]
         self.example_index += self.args.batch
@@ -209,7 +276,7 @@ class Trainer:
             elapsed = time.time() - start
             if elapsed > args.minutes * 60 or (args.max_steps and self.step >= args.max_steps):
                 break
-            warm = min(1.0, (self.step + 1) / args.warmup)
+            warm = min(1.0, (self.step - self.opt_start + 1) / args.warmup)
             for g, base in zip(self.opt.param_groups, (args.lr, args.head_lr), strict=True):
                 g["lr"] = base * warm
             ids, mask, bio, lm = self.batch(rng)
@@ -236,6 +303,10 @@ class Trainer:
                 self.save(time.time() - start, validate=False)
                 last_save = time.time()
         self.save(time.time() - start, validate=True)
+        self.close()
+
+    def close(self) -> None:
+        self.log_file.close()
 
     # ---------------------------------------------------------------- persistence
     def save(self, run_elapsed: float, *, validate: bool) -> None:
@@ -252,6 +323,8 @@ class Trainer:
             "example_index": self.example_index,
             "elapsed": self.elapsed_before + run_elapsed,
             "torch_rng": torch.get_rng_state(),
+            "opt_start": self.opt_start,
+            "stages": self.stages,
         }
         torch.save(state, out / "train_state.pt.tmp")
         os.replace(out / "train_state.pt.tmp", out / "train_state.pt")
@@ -272,8 +345,8 @@ class Trainer:
             "steps": self.step,
             "examples": self.example_index,
             "train_seconds": round(self.elapsed_before + run_elapsed),
-            "reproduce": "cprs train --out cprs_engine/weights/default --fresh "
-            "(then resume with the same command without --fresh until the step count matches)",
+            "stages": self.stages,
+            "reproduce": REPRODUCE,
         }
         (out / "critic.json").write_text(json.dumps(meta, indent=1) + "\n")
         self.log({"event": "save", "step": self.step, "elapsed": round(meta["train_seconds"])})
@@ -293,7 +366,9 @@ class Trainer:
         from cprs_engine.modeling import O_TAG
 
         self.model.eval()
-        stream = training_examples(10_000 + self.args.seed, lambda r: r.randint(800, 2400))
+        stream = training_examples(
+            10_000 + self.args.seed, lambda r: r.randint(800, 2400), weights=self.args.mix
+        )
         per_task: dict[str, list[int]] = {}
         tp = fp = fn = 0
         with torch.inference_mode():

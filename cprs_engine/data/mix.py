@@ -17,6 +17,10 @@ Weights (sum 1.0), chosen so the skills that carry the RULER/InfiniteBench-style
 | squad_keyword      | 0.06   | keyword / keyword    |
 | hotpot_paragraph   | 0.07   | paragraph            |
 | squad_paragraph    | 0.05   | paragraph            |
+| vt_slice           | 0      | sentence / fact      |
+
+`vt_slice` (one window of a long VT document: lone links of the chain) is off by default so
+the first stage's stream stays as it was; later stages turn it on with `cprs train --mix`.
 
 Windows hold gold with probability POSITIVE_RATE (0.62); the rest hold only haystack and
 distractors (other keys' needles, other chains, other paragraphs) with gold = [], because
@@ -45,6 +49,7 @@ TASKS: dict[str, tuple[float, Generator]] = {
     "niah_multivalue": (0.07, partial(niah.make_niah, variant="multivalue")),
     "niah_multiquery": (0.07, partial(niah.make_niah, variant="multiquery")),
     "vt": (0.10, niah.make_vt),
+    "vt_slice": (0.0, partial(niah.make_vt, window_slice=True)),
     "hotpot_sentence": (0.20, qa.make_hotpot_sentence),
     "squad_sentence": (0.06, qa.make_squad_sentence),
     "kv": (0.10, kv.make_kv),

@@ -13,8 +13,10 @@ a long document hold nothing relevant at inference.
 
 Variable tracking: chains "VAR ABCDE = 12345.", "VAR FGHIJ = VAR ABCDE.", ...; the query asks
 for the variables assigned 12345; gold = every statement of that chain present in the
-context. Distractor chains (other values) appear whole, so "VAR X = VAR Y" alone in a window
-is always part of the queried chain.
+context. Distractor chains (other values) appear whole, or as a prefix from their head, so
+"VAR X = VAR Y" alone in a window is always part of the queried chain: under window-parallel
+inference a window cannot see where an untraceable link leads, and keeping it is the only
+choice that keeps recall.
 """
 
 from __future__ import annotations
@@ -150,9 +152,17 @@ def make_vt(
     hops: int | None = None,
     n_distractor_chains: int | None = None,
     train_templates: bool = True,
+    window_slice: bool = False,
     corpora: Corpora | None = None,
 ) -> Example:
-    """A variable-tracking example (RULER's VT) with statements woven into the haystack."""
+    """A variable-tracking example (RULER's VT) with statements woven into the haystack.
+
+    `window_slice=True` builds what one window of a long VT document looks like: only one or
+    two statements of the queried chain, often without its head ("VAR X = 12345."), and the
+    distractor chains cut to a prefix that starts at their head, so every distractor
+    statement can be traced to another value inside the window and every untraceable
+    "VAR X = VAR Y" is gold.
+    """
     c = corpora or load_corpora()
     hops = rng.randint(1, 4) if hops is None else hops
     if n_distractor_chains is None:
@@ -160,13 +170,16 @@ def make_vt(
     values = rng.sample(range(10_000, 100_000), 1 + n_distractor_chains)
     used: set[str] = set()
     gold = _chain(rng, values[0], hops, used) if positive else []
-    if gold and train_templates and rng.random() < 0.3:
+    if gold and window_slice:
+        gold = [gold[i] for i in sorted(rng.sample(range(len(gold)), rng.randint(1, 2)))]
+    elif gold and train_templates and rng.random() < 0.3:
         keep = sorted(rng.sample(range(len(gold)), rng.randint(1, len(gold))))
         gold = [gold[i] for i in keep]
-    # whole chains, each kept in order; chains interleave at random
-    chains = [[(s, True) for s in gold]] + [
-        [(s, False) for s in _chain(rng, v, rng.randint(1, 4), used)] for v in values[1:]
-    ]
+    # whole chains (prefixes under window_slice), each kept in order; chains interleave
+    others = [_chain(rng, v, rng.randint(1, 4), used) for v in values[1:]]
+    if window_slice:
+        others = [ch[: rng.randint(1, len(ch))] for ch in others]
+    chains = [[(s, True) for s in gold]] + [[(s, False) for s in ch] for ch in others]
     inserts: list[tuple[str, bool]] = []
     heads = [0] * len(chains)
     while any(h < len(ch) for h, ch in zip(heads, chains, strict=True)):
@@ -191,7 +204,8 @@ def make_vt(
     )
     p = LIBRARY["fact"]
     meta = {"source": "haystack", "facts": [s for s, g in inserts if g], "value": values[0]}
-    return from_prompt(p, p.text, q.format(v=values[0]), context, spans, "vt", meta)
+    task = "vt_slice" if window_slice else "vt"
+    return from_prompt(p, p.text, q.format(v=values[0]), context, spans, task, meta)
 
 
 __all__ = ["Example", "make_niah", "make_vt", "random_uuid", "VARIANTS"]

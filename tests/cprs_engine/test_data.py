@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 
 import pytest
 
@@ -76,6 +77,31 @@ def test_vt_gold_is_the_whole_chain_when_requested():
     assert len(gold) == 5
     assert gold[0].endswith(f"= {ex.meta['value']}.")
     assert ex.context.count("VAR ") > 5
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_vt_slice_untraceable_links_are_gold_and_traceable_ones_are_not(seed):
+    ex = make_vt(random.Random(seed), 2500, window_slice=True, positive=seed % 3 != 0)
+    assert ex.task == "vt_slice"
+    gold = set(ex.gold_texts())
+    assert len(gold) <= 2 and (len(gold) > 0) == (seed % 3 != 0)
+    statements = re.findall(r"VAR (\w+) = (VAR (\w+)|\d+)\.", ex.context)
+    defined_by_distractor = {}
+    for name, rhs, ref in statements:
+        text = f"VAR {name} = {rhs}."
+        if text in gold:
+            continue
+        # a distractor statement is the head of its chain or follows one inside the window
+        assert not ref or ref in defined_by_distractor, text
+        defined_by_distractor[name] = rhs
+    assert all(str(ex.meta["value"]) not in v for v in defined_by_distractor.values())
+
+
+def test_stream_weights_override_the_mix():
+    exs = list(itertools.islice(training_examples(0, 1200, weights={"vt_slice": 50.0}), 40))
+    assert sum(x.task == "vt_slice" for x in exs) >= 30
+    base = [x.task for x in itertools.islice(training_examples(0, 1200), 40)]
+    assert base != [x.task for x in exs]
 
 
 def test_stream_is_deterministic_and_resumable():
