@@ -37,10 +37,10 @@ test: $(STAMP) lint
 bench: bench-engine bench-eval bench-proxy
 
 bench-engine: $(STAMP)
-	$(BIN)/python -m benchmarks.engine_bench --write BENCHMARKS.md
+	$(BIN)/python -m benchmarks.engine_bench --repeat 3 --write BENCHMARKS.md
 
 bench-eval: $(STAMP)
-	$(BIN)/cprs eval --write BENCHMARKS.md
+	$(BIN)/cprs eval --samples 5,3,2 --json runs/eval.json --write BENCHMARKS.md
 
 # LiteLLM's own proxy, for the side-by-side run, lives in its own venv (never in .venv).
 LITELLM_VENV := .venv-litellm
