@@ -14,8 +14,8 @@ with half of the non-critical (O) positions masked at random, as in the paper.
 Runs are bounded by `--minutes` and resume from `<out>/train_state.pt`: a longer training
 is several runs. A later stage may start from a shipped delta instead (`--init-from DIR`):
 its trained tensors, step and example counts carry over, the optimizer starts fresh with its
-own warmup, and `--mix` may reweight the tasks; `critic.json` lists every stage. The data stream is deterministic in (seed, example index), so a resumed run
-continues it exactly. Logs go to `<out>/train_log.jsonl`; `<out>/metrics.json` holds the
+own warmup, and `--mix` may reweight the tasks; `critic.json` lists every stage. The data
+stream is deterministic in (seed, example index), so a resumed run continues it exactly. Logs go to `<out>/train_log.jsonl`; `<out>/metrics.json` holds the
 held-out validation of the last save.
 """
 
@@ -34,11 +34,7 @@ REPRODUCE = (
     "`cprs train --out DIR --init-from DIR --mix MIX` after removing DIR/train_state.pt; "
     "resume each (same command, no --fresh/--init-from) until its next stage's from_step"
 )
-
-
-def _first_stage(meta: dict) -> dict:
-    """The stage record of a checkpoint written before stages were recorded."""
-    return {"from_step": 0, "mix": None, "optimizer": "fresh"}
+FIRST_STAGE = {"from_step": 0, "mix": None, "optimizer": "fresh"}  # when none were recorded
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -171,7 +167,7 @@ class Trainer:
             self.step = self.opt_start = init["steps"]
             self.example_index = init["examples"]
             self.elapsed_before = float(init["train_seconds"])
-            self.stages = init.get("stages") or [_first_stage(init)]
+            self.stages = init.get("stages") or [FIRST_STAGE]
             self.stages.append({"from_step": self.step, "mix": args.mix, "optimizer": "fresh"})
         if saved:
             model.load_state_dict(saved["trainable"], strict=False)
@@ -181,9 +177,8 @@ class Trainer:
             self.elapsed_before = saved["elapsed"]
             torch.set_rng_state(saved["torch_rng"])
             self.opt_start = saved.get("opt_start", 0)
-            self.stages = saved.get("stages") or [{"from_step": 0, "mix": args.mix}]
-        if not self.stages:
-            self.stages = [{"from_step": 0, "mix": args.mix}]
+            self.stages = saved.get("stages") or [FIRST_STAGE]
+        self.stages = self.stages or [dict(FIRST_STAGE, mix=args.mix)]
         self.log_file = open(out / "train_log.jsonl", "a")  # noqa: SIM115 - open for the run
         self.log({"event": "start", "resume": bool(saved), "step": self.step, "args": vars(args)})
 
