@@ -12,10 +12,11 @@ softmax; the default critic was trained that way, and it is about twice as fast 
 Elsewhere, or with `precision="fp32"`, everything is fp32. The engine version names the
 precision, so a cache never mixes outputs of the two.
 
-The forward pass's memory depends on w and rho only. What grows with the document is its
-per-token bookkeeping (the tokenizer's encoding, ids, offsets, tags and scores): about
-750-880 bytes a token as measured by `make bench-engine`. Same input, same output: no
-sampling anywhere.
+The forward pass's memory depends on w and rho only. What grows with the document is the
+document itself and its per-token arrays: ids, offsets, tags and scores in numpy (29 bytes a
+token), the tag list decoding walks (8), and the window splitter's temporaries; the tokenizer's
+own per-token objects live one chunk at a time (`encoding.py`). `make bench-engine` measures
+the total. Same input, same output: no sampling anywhere.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 
 import numpy as np
 
-from cprs_engine import decoding, prompts
+from cprs_engine import decoding, encoding, prompts
 from cprs_engine.errors import (
     Cancelled,
     ContextTooLong,
@@ -159,7 +160,7 @@ class Compressor:
             tags.tolist(),
             offsets,
             context,
-            scores.tolist(),
+            scores,
             granularity=control.granularity,
             budget_tokens=budget_tokens,
             count_tokens=self.count_tokens,
@@ -178,8 +179,7 @@ class Compressor:
 
     def prepare(self, query: str, context: str, control_text: str):
         """(context ids, their char offsets, the prompt+query prefix ids, the windows)."""
-        enc = self.tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        ids, offsets = encoding.encode(self.tokenizer, context)
         if len(ids) > self.max_context_tokens:
             raise ContextTooLong(
                 f"context has {len(ids)} tokens; this engine accepts at most {self.max_context_tokens}"
@@ -200,6 +200,7 @@ class Compressor:
         device = next(self.model.parameters()).device
         tag_id, outside_id = self.tag_id(tag), self.tag_id(prompts.OUTSIDE_TAG)
         P = len(prefix)
+        prefix_ids = torch.tensor(prefix, dtype=torch.long)
         autocast = (
             torch.autocast("cpu", torch.bfloat16) if self._autocast else contextlib.nullcontext()
         )
@@ -216,7 +217,8 @@ class Compressor:
                     mask = torch.zeros((len(batch), T), dtype=torch.long)
                     for r, w in enumerate(batch):
                         n = P + w.tok_end - w.tok_start
-                        input_ids[r, :n] = torch.tensor(prefix + ids[w.tok_start : w.tok_end])
+                        input_ids[r, :P] = prefix_ids
+                        input_ids[r, P:n] = torch.from_numpy(ids[w.tok_start : w.tok_end])
                         mask[r, :n] = 1
                     hidden = self.model(input_ids.to(device), mask.to(device), shared_prefix=P)
                     hidden = hidden[:, P:]  # (R, T-P, C): context positions only

@@ -76,7 +76,8 @@ def tags_to_spans(
     *,
     min_tokens: int = 1,
 ) -> list[Span]:
-    """Char spans from (corrected) tags, as the reference's `get_pred_set_bi`.
+    """Char spans from (corrected) tags, as the reference's `get_pred_set_bi`. `offsets` and
+    `scores` may be lists or numpy arrays ((n, 2) and (n,)): they are read per span only.
 
     A span opens at a non-O token and runs until the next O or B (an E does not close it).
     It covers chars [offsets[start][0], offsets[end][0]), or to the last token's end; its
@@ -98,8 +99,8 @@ def tags_to_spans(
         while j < n and tags[j] not in (O, B):
             j += 1
         if j - i >= min_tokens:
-            a = offsets[i][0]
-            b = offsets[j][0] if j < n else offsets[n - 1][1]
+            a = int(offsets[i][0])
+            b = int(offsets[j][0] if j < n else offsets[n - 1][1])
             a, b = _trim(text, a, min(max(a, b), len(text)))
             if b > a and not _punctuation_only(text[a:b]):
                 score = sum(float(s) for s in scores[i:j]) / (j - i)

@@ -5,7 +5,7 @@ prompt and query prefix, and `ρ` windows share one forward pass. Windows are cu
 ends where possible, so that a sentence the critic should keep is seen whole. The reference
 (`build_request_sample_with_sent`) re-tokenizes sentence by sentence; here the whole context is
 tokenized once and the windows are ranges of that one tokenization, which keeps token offsets
-global and makes the split O(N) (numpy + bisect, no per-token Python).
+global and makes the split O(N) (numpy searchsorted, no per-token Python).
 
 Invariants (asserted): windows partition the tokens [0, N) and the characters [0, len(text));
 window i's char_end == window i+1's char_start == the char start of its first token; no cut
@@ -15,7 +15,6 @@ over several tokens with overlapping offsets).
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,33 +171,33 @@ def split_windows(
     ps, es = _sentence_gaps(text)
     k = np.searchsorted(np.asarray(ps, dtype=np.int64), cut_chars, side="right") - 1
     in_gap = (k >= 0) & (cut_chars <= np.asarray(es, dtype=np.int64)[np.maximum(k, 0)])
-    sentence_cuts = cuttable[in_gap].tolist()
-    sentence_gap = k[in_gap].tolist()
+    sentence_cuts = cuttable[in_gap]
+    sentence_gap = k[in_gap]
     # A word cut: whitespace on either side of the boundary (tier 2, for over-long sentences).
     space = _whitespace_mask(text)
     word = space[cut_chars] | space[np.maximum(cut_chars - 1, 0)]
-    tiers = [cuttable[word].tolist(), cuttable.tolist()]
+    tiers = [cuttable[word], cuttable]  # arrays, not lists: per-token lists cost ~36 B a token
 
     bounds = [0]
     cur, cur_gap = 0, -1
     while n - cur > window_tokens:
         limit = cur + window_tokens
         cut, gap = -1, -1
-        j = bisect.bisect_right(sentence_cuts, limit) - 1
+        j = _last_at_most(sentence_cuts, limit)
         # a later cut in the gap `cur` already sits in would only split off whitespace
         if j >= 0 and sentence_cuts[j] > cur and sentence_gap[j] != cur_gap:
-            cut, gap = sentence_cuts[j], sentence_gap[j]
+            cut, gap = int(sentence_cuts[j]), int(sentence_gap[j])
         for cuts in tiers:
             if cut >= 0:
                 break
-            j = bisect.bisect_right(cuts, limit) - 1
+            j = _last_at_most(cuts, limit)
             if j >= 0 and cuts[j] > cur:
-                cut = cuts[j]
+                cut = int(cuts[j])
         if cut < 0:  # one character's tokens exceed the window: take the next legal cut
-            j = bisect.bisect_right(tiers[-1], cur)
+            j = _last_at_most(tiers[-1], cur) + 1
             if j == len(tiers[-1]):
                 break
-            cut = tiers[-1][j]
+            cut = int(tiers[-1][j])
         bounds.append(cut)
         cur, cur_gap = cut, gap
     bounds.append(n)
@@ -211,6 +210,11 @@ def split_windows(
         windows.append(Window(c0, c1, t0, t1))
     _check(windows, text, n)
     return windows
+
+
+def _last_at_most(sorted_arr: np.ndarray, value: int) -> int:
+    """Index of the last element <= value, -1 if none (bisect_right - 1 on an array)."""
+    return int(np.searchsorted(sorted_arr, value, side="right")) - 1
 
 
 def _whitespace_mask(text: str) -> np.ndarray:
