@@ -13,7 +13,7 @@ Elsewhere, or with `precision="fp32"`, everything is fp32. The engine version na
 precision, so a cache never mixes outputs of the two.
 
 The forward pass's memory depends on w and rho only. What grows with the document is the
-document itself and its per-token arrays: ids, offsets, tags and scores in numpy (29 bytes a
+document itself and its per-token arrays: ids, offsets, tags and scores in numpy (25 bytes a
 token), the tag list decoding walks (8), and the window splitter's temporaries; the tokenizer's
 own per-token objects live one chunk at a time (`encoding.py`). `make bench-engine` measures
 the total. Same input, same output: no sampling anywhere.

@@ -10,8 +10,8 @@ and Qwen's) must end a pre-token anyway: at a single space with a non-space char
 side. Every pre-token alternative that can hold whitespace after its first character holds
 only whitespace, so no pre-token runs from a non-space character across the space; the space
 starts the next one (" word"). BPE merges never cross pre-tokens and added tokens hold no
-spaces, so the chunked ids and offsets equal the whole-text ones exactly (tested on the shipped
-tokenizer). A text with no such space (CJK without spaces, one giant token run) is one chunk.
+spaces, so the chunked ids and offsets equal the whole-text ones exactly (tested on both shipped
+tokenizers). A text with no such space (CJK without spaces, one giant token run) is one chunk.
 """
 
 from __future__ import annotations
