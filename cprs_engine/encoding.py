@@ -46,5 +46,4 @@ def encode(tokenizer, text: str, chunk_chars: int = CHUNK_CHARS) -> tuple[np.nda
         enc = tokenizer(text[a:b], add_special_tokens=False, return_offsets_mapping=True)
         ids.append(np.asarray(enc["input_ids"], dtype=np.int32))
         offsets.append(np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2) + a)
-        del enc
     return np.concatenate(ids), np.concatenate(offsets)

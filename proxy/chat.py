@@ -129,29 +129,19 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     counter = TokenCounter(backend.model)
 
     def detect():
-        # Detection counts each unmarked text once to test it against the thresholds; the
-        # request total counts every text: a per-request memo tokenizes each string once.
-        counts: dict[str, int] = {}
-
-        def count(text: str) -> int:
-            n = counts.get(text)
-            if n is None:
-                n = counts[text] = counter.count(text)
-            return n
-
-        det = find_documents(
+        return find_documents(
             body["messages"],
             markers=policy.markers,
             threshold_tokens=policy.threshold_tokens,
             system_min_tokens=policy.effective_system_min_tokens,
             compress_user_parts=policy.compress_user_parts,
-            count=count,
+            count=counter.count,
         )
-        return det, sum(count(t) for _, t in det.texts)
 
     t = time.perf_counter()
     big = len(raw) > THREAD_OVER_CHARS
-    detection, ctx.original = await asyncio.to_thread(detect) if big else detect()
+    detection = await asyncio.to_thread(detect) if big else detect()
+    ctx.original = detection.tokens
     ctx.detect_s = time.perf_counter() - t
     ctx.sent = ctx.original
     if ctx.arm == "compress" and detection.documents:

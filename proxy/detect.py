@@ -58,6 +58,7 @@ class Detection:
     documents: list[Document]
     query: str | None  # the latest turn's question
     texts: list[tuple[TextLoc, str]] = field(default_factory=list)  # every message text string
+    tokens: int = 0  # all of `texts`, counted once each
 
 
 @dataclass
@@ -117,8 +118,11 @@ def find_documents(
     pieces: list[_Piece] = []  # every document-ish range, compressible or not (query excludes them)
     tokens: dict[tuple[TextLoc, int, int], int] = {}
     by_message: dict[int, list[tuple[TextLoc, str]]] = {}
+    total = 0
     for loc, role, text in texts:
         by_message.setdefault(loc.message, []).append((loc, text))
+        n = count(text)  # the request total, and an unmarked text's threshold test
+        total += n
         if role not in SYSTEM_ROLES and role != "user":
             continue
         turn = turns[loc.message]
@@ -132,7 +136,6 @@ def find_documents(
         min_tokens = system_min_tokens if role in SYSTEM_ROLES else threshold_tokens
         if role == "user" and not compress_user_parts:
             continue
-        n = count(text)
         if n >= min_tokens and text.strip():
             kind = "system" if role in SYSTEM_ROLES else "user_part"
             pieces.append(_Piece(loc, 0, len(text), kind, None, turn))
@@ -153,7 +156,7 @@ def find_documents(
             Document(p.loc, p.start, p.end, text, n, p.kind, p.marker, queries.get(p.turn), p.turn)
         )
     latest = max(turns.values(), default=0)
-    return Detection(docs, queries.get(latest), [(loc, t) for loc, _, t in texts])
+    return Detection(docs, queries.get(latest), [(loc, t) for loc, _, t in texts], total)
 
 
 def _turn_of_messages(messages: Sequence) -> dict[int, int]:

@@ -144,6 +144,32 @@ def test_texts_lists_every_text_string_in_order():
     assert [t for _, t in detect(msgs).texts] == ["s", "a"]
 
 
+def test_tokens_count_every_text_once():
+    calls: list[str] = []
+
+    def counting(text: str) -> int:
+        calls.append(text)
+        return len(text.split())
+
+    msgs = [
+        {"role": "system", "content": "Policy. " + LONG},
+        {"role": "user", "content": f"x <document>{LONG}</document> y?"},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": [{"type": "text", "text": LONG + "\n\nWhat now?"}]},
+    ]
+    det = find_documents(
+        msgs,
+        markers=("document",),
+        threshold_tokens=50,
+        system_min_tokens=50,
+        compress_user_parts=True,
+        count=counting,
+    )
+    texts = [t for _, t in det.texts]
+    assert det.tokens == sum(len(t.split()) for t in texts)
+    assert all(calls.count(t) == 1 for t in texts)  # the unmarked long texts are not recounted
+
+
 def test_detection_is_deterministic():
     msgs = [{"role": "user", "content": f"x <document>{LONG}</document> y?"}]
     assert detect(msgs).documents == detect(msgs).documents
