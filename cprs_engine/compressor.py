@@ -3,8 +3,10 @@
     tokenize the document once (with char offsets)
     -> windows of <= w tokens at sentence ends                      (windows.py)
     -> each window behind the same control-prompt + query prefix, rho windows per pass
-    -> per token: boundary tag (argmax of cls_head) and critic score (LM head, tag vs outside)
-    -> corrected tags -> exact char spans -> granularity -> budget  (decoding.py)
+    -> per token: boundary tag (argmax of cls_head), its support (1 - P(O)) and critic score
+       (LM head, tag vs outside)
+    -> corrected tags -> exact char spans -> granularity -> weak neighbours (the critic's
+       `weak_threshold`, when it has one) -> budget                (decoding.py)
 
 Precision: on CUDA the weights are bf16. On a CPU whose oneDNN has native bf16 (AVX512-BF16,
 AMX) `precision="auto"` runs the matmuls under bf16 autocast with fp32 weights, norms and
@@ -13,8 +15,8 @@ Elsewhere, or with `precision="fp32"`, everything is fp32. The engine version na
 precision, so a cache never mixes outputs of the two.
 
 The forward pass's memory depends on w and rho only. What grows with the document is the
-document itself and its per-token arrays: ids, offsets, tags and scores in numpy (25 bytes a
-token), the tag list decoding walks (8), and the window splitter's temporaries; the tokenizer's
+document itself and its per-token arrays: ids, offsets, tags, support and scores in numpy
+(29 bytes a token), the tag list decoding walks (8), and the window splitter's temporaries; the tokenizer's
 own per-token objects live one chunk at a time (`encoding.py`). `make bench-engine` measures
 the total. Same input, same output: no sampling anywhere.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +42,8 @@ from cprs_engine.errors import (
 from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
-CODE_VERSION = "1"  # bump when decoding changes what a given model outputs (cache keys use it)
+CODE_VERSION = "2"
+_OWN = object()  # `Compressor.decode`'s "use my own weak_threshold"  # bump when decoding changes what a given model outputs (cache keys use it)
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -64,6 +68,19 @@ def resolve_precision(precision: str, device_type: str) -> str:
     return precision
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One document as the critic saw it: per-token arrays aligned with `offsets`."""
+
+    context: str
+    granularity: str
+    offsets: np.ndarray  # (n, 2) char offsets
+    tags: np.ndarray  # (n,) int8 boundary tags
+    support: np.ndarray  # (n,) float32, 1 - P(O)
+    scores: np.ndarray  # (n,) float32 critic scores
+    timings: dict[str, float]
+
+
 def build_prefix(control_prompt: str, query: str) -> str:
     """The reference input template, everything before the context window."""
     return (
@@ -85,7 +102,11 @@ class Compressor:
         max_context_tokens: int = 4_000_000,
         max_query_tokens: int = 256,
         precision: str = "auto",
+        weak_threshold: float | None = None,
     ):
+        """`weak_threshold`: at sentence granularity, the support at which a kept sentence's
+        neighbour joins it (`decoding.extend_weak`); None keeps the argmax tags only. A
+        critic tunes its own (critic.json), since it depends on how the critic is calibrated."""
         assert window_tokens >= 16, "a window must hold at least a short sentence"
         assert windows_per_pass >= 1
         self.model = model
@@ -94,10 +115,14 @@ class Compressor:
         self.windows_per_pass = windows_per_pass
         self.max_context_tokens = max_context_tokens
         self.max_query_tokens = max_query_tokens
+        if weak_threshold is not None and not 0.0 < weak_threshold <= 1.0:
+            raise ValueError(f"weak_threshold must be in (0, 1], got {weak_threshold}")
+        self.weak_threshold = weak_threshold
         device_type = next(model.parameters()).device.type
         self.precision = resolve_precision(precision, device_type)
         self._autocast = self.precision == "bf16" and device_type == "cpu"
-        self.engine_version = f"{version}.c{CODE_VERSION}.w{window_tokens}.{self.precision}"
+        weak = "" if weak_threshold is None else f".t{weak_threshold:g}"
+        self.engine_version = f"{version}.c{CODE_VERSION}.w{window_tokens}{weak}.{self.precision}"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._tag_ids: dict[str, int] = {}
 
@@ -110,7 +135,9 @@ class Compressor:
 
         loaded = load(checkpoint, device=device)
         defaults = {
-            k: loaded.meta[k] for k in ("window_tokens", "windows_per_pass") if k in loaded.meta
+            k: loaded.meta[k]
+            for k in ("window_tokens", "windows_per_pass", "weak_threshold")
+            if k in loaded.meta
         }
         return cls(
             loaded.model, loaded.tokenizer, version=loaded.meta["version"], **(defaults | opts)
@@ -141,40 +168,71 @@ class Compressor:
         """`cancel`: anything with `is_set()` (a threading.Event); once set, the work stops
         before its next forward pass with `Cancelled`, so an abandoned request frees its
         worker within one pass instead of running to the end of the document."""
+        if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
+            raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
+        scored = self.score(
+            query,
+            context,
+            granularity=granularity,
+            instruction=instruction,
+            prompt=prompt,
+            cancel=cancel,
+        )
+        return self.decode(scored, budget_tokens=budget_tokens)
+
+    def score(
+        self,
+        query: str,
+        context: str,
+        *,
+        granularity: str | None = None,
+        instruction: str | None = None,
+        prompt: str | None = None,
+        cancel=None,
+    ) -> Scored:
+        """The model's part of `compress`: every context token's tag, support and score."""
         t0 = time.perf_counter()
         if not isinstance(query, str) or not query.strip():
             raise EmptyQuery("query must be a non-empty string")
         if not isinstance(context, str) or not context.strip():
             raise EmptyContext("context must be a non-empty string")
-        if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
-            raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
         control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
-
         ids, offsets, prefix, windows = self.prepare(query, context, control.text)
         t1 = time.perf_counter()
-
-        tags, scores = self._score(ids, prefix, windows, control.tag, cancel)
+        tags, support, scores = self._score(ids, prefix, windows, control.tag, cancel)
         t2 = time.perf_counter()
+        timings = {"tokenize": t1 - t0, "model": t2 - t1}
+        return Scored(context, control.granularity, offsets, tags, support, scores, timings)
 
+    def decode(
+        self, scored: Scored, *, budget_tokens: int | None = None, weak_threshold=_OWN
+    ) -> CompressionResult:
+        """Tags to text (`decoding.decode`). `weak_threshold` defaults to the compressor's own;
+        `cprs tune` decodes one `Scored` at several."""
+        t2 = time.perf_counter()
         compressed, spans = decoding.decode(
-            tags.tolist(),
-            offsets,
-            context,
-            scores,
-            granularity=control.granularity,
+            scored.tags.tolist(),
+            scored.offsets,
+            scored.context,
+            scored.scores,
+            granularity=scored.granularity,
             budget_tokens=budget_tokens,
             count_tokens=self.count_tokens,
+            support=scored.support,
+            weak_threshold=self.weak_threshold if weak_threshold is _OWN else weak_threshold,
         )
         out_tokens = self.count_tokens(compressed) if compressed else 0
-        t3 = time.perf_counter()
+        timings = scored.timings | {"decode": time.perf_counter() - t2}
+        timings["total"] = sum(timings.values())
+        n = len(scored.tags)
         return CompressionResult(
             compressed=compressed,
             spans=spans,
-            input_tokens=len(ids),
+            input_tokens=n,
             output_tokens=out_tokens,
-            ratio=len(ids) / max(out_tokens, 1),
-            granularity=control.granularity,
-            timings={"tokenize": t1 - t0, "model": t2 - t1, "decode": t3 - t2, "total": t3 - t0},
+            ratio=n / max(out_tokens, 1),
+            granularity=scored.granularity,
+            timings=timings,
         )
 
     def prepare(self, query: str, context: str, control_text: str):
@@ -191,11 +249,15 @@ class Compressor:
         )
         return ids, offsets, prefix, split_windows(context, offsets, self.window_tokens)
 
-    def _score(self, ids, prefix, windows, tag: str, cancel=None) -> tuple[np.ndarray, np.ndarray]:
-        """Boundary tag and critic score for every context token, rho windows per pass."""
+    def _score(
+        self, ids, prefix, windows, tag: str, cancel=None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boundary tag, support (1 - P(O)) and critic score for every context token, rho
+        windows per pass."""
         import torch
 
         tags = np.full(len(ids), decoding.O, dtype=np.int8)
+        support = np.zeros(len(ids), dtype=np.float32)
         scores = np.zeros(len(ids), dtype=np.float32)
         device = next(self.model.parameters()).device
         tag_id, outside_id = self.tag_id(tag), self.tag_id(prompts.OUTSIDE_TAG)
@@ -222,14 +284,17 @@ class Compressor:
                         mask[r, :n] = 1
                     hidden = self.model(input_ids.to(device), mask.to(device), shared_prefix=P)
                     hidden = hidden[:, P:]  # (R, T-P, C): context positions only
-                    pred = self.model.boundary_logits(hidden).argmax(-1).cpu().numpy()
+                    logits = self.model.boundary_logits(hidden).float()
+                    pred = logits.argmax(-1).cpu().numpy()
+                    keep = (1.0 - logits.softmax(-1)[..., decoding.O]).cpu().numpy()
                     crit = (
                         self.model.critic_scores(hidden, tag_id, outside_id).float().cpu().numpy()
                     )
                     for r, w in enumerate(batch):
                         n = w.tok_end - w.tok_start
                         tags[w.tok_start : w.tok_end] = pred[r, :n]
+                        support[w.tok_start : w.tok_end] = keep[r, :n]
                         scores[w.tok_start : w.tok_end] = crit[r, :n]
         except (RuntimeError, ValueError) as exc:  # torch errors surface as these
             raise EngineFailure(f"critic forward pass failed: {exc}") from exc
-        return tags, scores
+        return tags, support, scores

@@ -1,4 +1,5 @@
-"""Span decoding: tags → corrected tags → char spans → granularity → budget → merge → text.
+"""Span decoding: tags → corrected tags → char spans → granularity → weak neighbours → budget
+→ merge → text.
 
 Every span is an exact substring of the input (`text[s.start:s.end] == s.text`); spans move by
 offsets only, text is never edited, so the compressed context never holds words that were not
@@ -13,6 +14,8 @@ import bisect
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from cprs_engine.result import Span
 from cprs_engine.windows import paragraph_ends, sentence_ends
@@ -160,6 +163,66 @@ def _unit(bounds: Sequence[int], s: Span, text: str) -> tuple[int, int]:
     return min(a, s.start), max(b, s.end)  # a unit never shrinks a span
 
 
+def extend_weak(
+    spans: Sequence[Span],
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    support: Sequence[float],
+    scores: Sequence[float],
+    threshold: float,
+    *,
+    bounds: Sequence[int] | None = None,
+) -> list[Span]:
+    """Hysteresis at sentence granularity: the sentence just before and the one just after each
+    kept sentence join it when they lie in the same paragraph and their best token's
+    `support` (the critic's probability that the token is not O) reaches `threshold`.
+
+    The argmax tags keep a sentence only where some token is more likely inside than outside;
+    a bridge sentence next to a kept one ("It is set in Salford." after the film's opening
+    sentence) is often seen at 0.3-0.5 and lost. Only neighbours of strong detections are
+    lowered to `threshold`, so a weak sentence anywhere else stays out and the cost in
+    compression stays local. One step, not repeated from the sentences it adds. An added
+    sentence is scored like a detected span (the mean of its tokens' `scores`), for the
+    budget. Units longer than MAX_UNIT_CHARS["sentence"] are never added.
+    """
+    if not spans:
+        return list(spans)
+    if bounds is None:
+        bounds = sentence_ends(text)
+    paragraphs = paragraph_ends(text)
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts = off[:, 0]
+    support = np.asarray(support, dtype=np.float32)
+    limit = MAX_UNIT_CHARS["sentence"]
+
+    def unit(k: int) -> tuple[int, int]:
+        return _trim(text, bounds[k - 1] if k else 0, bounds[k])
+
+    ranges = [(s.start, s.end, s.score) for s in spans]
+    held = [
+        (bisect.bisect_right(bounds, s.start), bisect.bisect_left(bounds, s.end)) for s in spans
+    ]
+    seen = {k for first, last in held for k in range(first, last + 1)}
+    for s, (first, last) in zip(spans, held, strict=True):
+        par = bisect.bisect_right(paragraphs, s.start)
+        for k in (first - 1, last + 1):
+            if not 0 <= k < len(bounds) or k in seen:
+                continue
+            seen.add(k)
+            a, b = unit(k)
+            if not a < b <= a + limit or bisect.bisect_right(paragraphs, a) != par:
+                continue
+            # Its tokens: those overlapping [a, b), so the first word's token (" He", which
+            # starts at the space before the unit) counts: its B is the sentence's start.
+            i, j = int(np.searchsorted(starts, a)), int(np.searchsorted(starts, b))
+            if i > 0 and off[i - 1, 1] > a:
+                i -= 1
+            if j > i and float(support[i:j].max()) >= threshold:
+                score = sum(float(x) for x in scores[i:j]) / (j - i)
+                ranges.append((a, b, score))
+    return _coalesce(ranges, text, max_gap_chars=-1, score="max")
+
+
 def merge(
     spans: Sequence[Span], text: str, *, max_gap_chars: int = 0, score: str = "mean"
 ) -> list[Span]:
@@ -257,8 +320,13 @@ def decode(
     count_tokens: Callable[[str], int] | None = None,
     max_gap: int = 20,
     min_tokens: int = 1,
+    support: Sequence[float] | None = None,
+    weak_threshold: float | None = None,
 ) -> tuple[str, list[Span]]:
-    """The whole pipeline: correct → spans → expand → budget → merge → join.
+    """The whole pipeline: correct → spans → expand → weak neighbours → budget → merge → join.
+
+    `support` (per token, the probability of not being O) with `weak_threshold` adds the weak
+    neighbours of kept sentences (`extend_weak`; sentence granularity only).
 
     The budget picks among granularity units before touching units are merged (so it chooses
     sentences, not one merged block). With a budget, the returned text's `count_tokens` is
@@ -267,7 +335,11 @@ def decode(
     if granularity not in SEPARATORS:
         raise ValueError(f"unknown granularity {granularity!r}")
     spans = tags_to_spans(correct_tags(tags, max_gap), offsets, text, scores, min_tokens=min_tokens)
-    spans = expand(spans, text, granularity)
+    bounds = sentence_ends(text) if granularity == "sentence" else None
+    spans = expand(spans, text, granularity, bounds=bounds)
+    if weak_threshold is not None and granularity == "sentence":
+        assert support is not None, "weak_threshold needs the per-token support"
+        spans = extend_weak(spans, text, offsets, support, scores, weak_threshold, bounds=bounds)
     if budget_tokens is not None:
         assert count_tokens is not None, "a budget needs count_tokens"
         spans = apply_budget(spans, budget_tokens, count_tokens)

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 # A terminal punctuation run, closing quotes/brackets after it, then trailing whitespace.
-# Latin terminals (. ! ? ;) and CJK ones (。！？；… and full-width ．) alike; a bare newline run
-# ends a line-sentence (titles, list items).
+# Latin terminals (. ! ?) and CJK ones (。！？；… and full-width ．) alike; a bare newline run
+# ends a line-sentence (titles, list items). A Latin semicolon joins two clauses of one
+# sentence, as the training data's splitter (data/text.py) has it: a supporting fact written
+# "X; Y" must not decode as two units of which only one may be kept.
 _END_RE = re.compile(
-    r"(?P<p>[.!?;。！？；…．]+[\"'”’」』）)\]]*)(?P<ws>\s*)|(?P<nl>\n)\s*",
+    r"(?P<p>[.!?。！？；…．]+[\"'”’」』）)\]]*)(?P<ws>\s*)|(?P<nl>\n)\s*",
 )
 _CJK_TERMINALS = frozenset("。！？；…．")
 _ABBREVIATIONS = frozenset(
@@ -50,8 +52,24 @@ _ABBREVIATIONS = frozenset(
         "inc",
         "ltd",
         "co",
+        "v",
+        "mt",
+        "ph",
+        "prof",
+        "gen",
+        "gov",
+        "sen",
+        "rev",
+        "capt",
+        "col",
+        "lt",
+        "sgt",
+        "ft",
+        "ave",
     ]
 )
+# Initials and dotted abbreviations: "R." in "Thomas R. Suozzi", "U.S.", "D.C.", "a.k.a.".
+_INITIALS_RE = re.compile(r"[a-z](?:\.[a-z])*")
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 _BLANK_LINE_RE = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _NEWLINE_RE = re.compile(r"\n\s*")
@@ -74,7 +92,9 @@ def _is_sentence_end(text: str, m: re.Match[str]) -> bool:
     CJK terminals always end one. A Latin terminal glued to a lower-case letter or a digit
     does not ("3.14", "e.g.", "example.com"); glued to an upper-case letter it does
     ("mistakes.If you", as in the Paul Graham haystack). A period followed by a lower-case
-    word or a known abbreviation before it ("e.g. the", "Mr. Smith") does not.
+    word, or after a known abbreviation or an initial ("e.g. the", "Mr. Smith", "Thomas R.
+    Suozzi", "the U.S. Senate"), does not: a sentence ending in a lone capital ("World War
+    I. The") is the price, one unit too long rather than a name cut in two.
     """
     punct = m.group("p")
     if any(c in _CJK_TERMINALS for c in punct):
@@ -86,7 +106,8 @@ def _is_sentence_end(text: str, m: re.Match[str]) -> bool:
         return False
     if punct.rstrip("\"'”’」』）)]")[-1:] == ".":
         word = _WORD_BEFORE.search(text, max(0, m.start() - 12), m.start())
-        if word and word.group(1).lower().rstrip(".") in _ABBREVIATIONS:
+        before = word.group(1).lower().rstrip(".") if word else ""
+        if before in _ABBREVIATIONS or _INITIALS_RE.fullmatch(before):
             return False
     return True
 

@@ -39,26 +39,37 @@ EVAL_TASKS: dict[str, tuple[float, Callable[..., Example]]] = {
 _SYNTHETIC = {"niah_single", "niah_multikey", "niah_multivalue", "kv", "vt"}
 
 
-def _build(task: str, seed: str, chars: int) -> Example:
+def _build(task: str, seed: str, chars: int, split: str) -> Example:
     rng = random.Random(seed)
     kw: dict = {}
     if task in _SYNTHETIC:
         kw["train_templates"] = False
+    else:
+        kw["split"] = split
     if task.startswith("niah"):
         kw |= {"value_type": rng.choice(["numbers", "uuids"]), "key_type": "words"}
     return EVAL_TASKS[task][1](rng, chars, **kw)
 
 
 def eval_case(
-    task: str, length_tokens: int, seed: int, k: int, count_tokens: Callable[[str], int]
+    task: str,
+    length_tokens: int,
+    seed: int,
+    k: int,
+    count_tokens: Callable[[str], int],
+    *,
+    split: str = "eval",
 ) -> Example:
-    """Case `k` of `task` at about `length_tokens` tokens (as `count_tokens` counts them)."""
+    """Case `k` of `task` at about `length_tokens` tokens (as `count_tokens` counts them).
+
+    `split="train"` builds the same kind of document from the training slices of HotpotQA and
+    SQuAD, for tuning decoding (`cprs tune`) without looking at the reserved ones."""
     tag = f"cprs-eval:{seed}:{task}:{length_tokens}:{k}"
     chars = int(length_tokens * EVAL_TASKS[task][0])
-    ex = _build(task, tag, chars)
+    ex = _build(task, tag, chars, split)
     n = count_tokens(ex.context)
     if abs(n - length_tokens) > 0.02 * length_tokens:
-        ex = _build(task, tag, int(chars * length_tokens / max(n, 1)))
+        ex = _build(task, tag, int(chars * length_tokens / max(n, 1)), split)
     ex.meta["length_tokens"] = length_tokens
     ex.meta["context_tokens"] = count_tokens(ex.context)
     if task == "vt":

@@ -64,7 +64,8 @@ def test_window_batching_does_not_change_the_result():
     a = one._score(ids, prefix, windows, "fact")
     b = many._score(ids, prefix, windows, "fact")
     assert (a[0] == b[0]).all()
-    assert abs(a[1] - b[1]).max() < 1e-5
+    assert abs(a[1] - b[1]).max() < 1e-5  # support
+    assert abs(a[2] - b[2]).max() < 1e-5  # critic scores
 
 
 def test_budget_is_respected(compressor):
@@ -105,9 +106,9 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32():
     fp32 = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=3, precision="fp32")
     bf16 = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=3, precision="bf16")
     ids, _, prefix, windows = fp32.prepare("q", TEXT, "Extract the facts.")
-    _, a = fp32._score(ids, prefix, windows, "fact")
-    _, b = bf16._score(ids, prefix, windows, "fact")
-    _, c = bf16._score(ids, prefix, windows, "fact")
+    _, _, a = fp32._score(ids, prefix, windows, "fact")
+    _, _, b = bf16._score(ids, prefix, windows, "fact")
+    _, _, c = bf16._score(ids, prefix, windows, "fact")
     assert (b == c).all()  # deterministic
     assert (a != b).any()  # the matmuls really ran in bf16
     assert abs(a - b).max() < 0.05
@@ -122,3 +123,21 @@ def test_a_set_cancel_stops_before_the_next_pass(compressor):
         compressor.compress("Where is Mount Fuji?", TEXT, cancel=stop)
     done = compressor.compress("Where is Mount Fuji?", TEXT, cancel=threading.Event())
     assert done.input_tokens == compressor.count_tokens(TEXT)
+
+
+def test_score_then_decode_is_compress_and_the_threshold_is_versioned(compressor):
+    query = "What is the magic number?"
+    scored = compressor.score(query, TEXT)
+    assert len(scored.tags) == len(scored.support) == len(scored.offsets)
+    assert ((scored.support >= 0) & (scored.support <= 1)).all()
+    assert compressor.decode(scored).compressed == compressor.compress(query, TEXT).compressed
+    # the lowest threshold adds every supported neighbour: never less kept than without it
+    kept = compressor.decode(scored, weak_threshold=None).compressed
+    more = compressor.decode(scored, weak_threshold=1e-9).compressed
+    assert len(more) >= len(kept) and all(line in more for line in kept.split("\n") if line)
+
+    model, tokenizer = compressor.model, compressor.tokenizer
+    weak = Compressor(model, tokenizer, window_tokens=64, weak_threshold=0.3)
+    assert ".t0.3." in weak.engine_version and ".t" not in compressor.engine_version
+    with pytest.raises(ValueError):
+        Compressor(model, tokenizer, weak_threshold=0.0)

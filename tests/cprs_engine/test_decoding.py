@@ -18,6 +18,7 @@ from cprs_engine.decoding import (
     correct_tags,
     decode,
     expand,
+    extend_weak,
     join,
     merge,
     tags_to_spans,
@@ -272,3 +273,68 @@ def test_expand_falls_back_when_a_unit_is_a_whole_unsplit_text():
     j = para.index("needle")
     (s,) = expand([Span(j, j + 6, "needle", 0.9)], para, "paragraph")
     assert s.text == "The needle is here."
+
+
+WEAK_TEXT = (
+    "East Is East is a 1999 film. It is set in Salford. Its cast is large. The end.\n\n"
+    "Another paragraph starts. Unrelated here."
+)
+
+
+def weak_case(support_by_sentence: dict[str, float]):
+    """Word tokens, support per sentence (by its first word), one kept span: the first sentence."""
+    offsets = word_tokens(WEAK_TEXT)
+    bounds = sentence_ends(WEAK_TEXT)
+    support = []
+    for a, _ in offsets:
+        k = sum(b <= a for b in bounds)  # the sentence this token starts in
+        first = WEAK_TEXT[bounds[k - 1] if k else 0 :].split()[0]
+        support.append(support_by_sentence.get(first, 0.0))
+    kept = [Span(0, 28, WEAK_TEXT[:28], 0.9)]
+    assert kept[0].text == "East Is East is a 1999 film."
+    return kept, offsets, support
+
+
+def test_extend_weak_adds_only_the_supported_neighbour_in_the_paragraph():
+    kept, offsets, support = weak_case({"It": 0.35, "Its": 0.9, "Another": 0.9})
+    scores = [0.2] * len(offsets)
+    out = extend_weak(kept, WEAK_TEXT, offsets, support, scores, 0.3)
+    # "It is set..." joins (0.35 >= 0.3); "Its cast..." is two sentences away: not a
+    # neighbour of a kept one, however strong; "Another..." is in the next paragraph.
+    assert [s.text for s in out] == ["East Is East is a 1999 film.", "It is set in Salford."]
+    assert out[0].score == 0.9 and out[1].score == pytest.approx(0.2)
+    assert extend_weak(kept, WEAK_TEXT, offsets, support, scores, 0.4) == kept
+    assert extend_weak([], WEAK_TEXT, offsets, support, scores, 0.3) == []
+
+
+def test_extend_weak_counts_the_first_word_token_of_a_neighbour():
+    """Byte-level tokens carry the space before a word; the neighbour's first token (where its
+    B is predicted) starts before the trimmed sentence and must still count."""
+    kept, offsets, support = weak_case({})
+    first = next(k for k, (a, _) in enumerate(offsets) if WEAK_TEXT[a:].startswith(" It "))
+    support[first] = 0.6
+    out = extend_weak(kept, WEAK_TEXT, offsets, support, [0.0] * len(offsets), 0.5)
+    assert [s.text for s in out][-1] == "It is set in Salford."
+
+
+def test_decode_with_a_weak_threshold_only_adds_neighbours():
+    offsets = word_tokens(WEAK_TEXT)
+    t = [O] * len(offsets)
+    t[0], t[1] = B, I  # "East Is": the first sentence is detected
+    support = [0.95, 0.95] + [0.4] * (len(offsets) - 2)
+    plain, _ = decode(t, offsets, WEAK_TEXT, [0.5] * len(t))
+    weak, spans = decode(t, offsets, WEAK_TEXT, [0.5] * len(t), support=support, weak_threshold=0.3)
+    assert plain == "East Is East is a 1999 film."
+    assert weak == "East Is East is a 1999 film. It is set in Salford."
+    check_spans(spans, WEAK_TEXT)
+    # keyword and paragraph granularity have no sentence neighbours to add
+    kw, _ = decode(
+        t,
+        offsets,
+        WEAK_TEXT,
+        [0.5] * len(t),
+        granularity="keyword",
+        support=support,
+        weak_threshold=0.3,
+    )
+    assert kw == "East Is"

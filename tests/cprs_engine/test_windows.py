@@ -61,6 +61,22 @@ def test_sentence_ends_latin_and_cjk():
     ]
 
 
+def test_initials_abbreviations_and_semicolons_do_not_end_a_sentence():
+    text = (
+        "Thomas R. Suozzi is the U.S. Representative for Washington, D.C. voters; Roe v. Wade "
+        "came later. Mt. Hood is tall. It ends here. A.k.a. nothing."
+    )
+    ends = sentence_ends(text)
+    pieces = [text[a:b].strip() for a, b in zip([0, *ends], ends, strict=False)]
+    assert pieces == [
+        "Thomas R. Suozzi is the U.S. Representative for Washington, D.C. voters; Roe v. Wade "
+        "came later.",
+        "Mt. Hood is tall.",
+        "It ends here.",
+        "A.k.a. nothing.",
+    ]
+
+
 def test_sentence_ends_newline_and_glued_sentences():
     text = "Title\nmistakes.If you go; then stop\n\nend"
     ends = sentence_ends(text)
