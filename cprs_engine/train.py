@@ -14,7 +14,9 @@ with half of the non-critical (O) positions masked at random, as in the paper.
 Runs are bounded by `--minutes` and resume from `<out>/train_state.pt`: a longer training
 is several runs. A later stage may start from a shipped delta instead (`--init-from DIR`):
 its trained tensors, step and example counts carry over, the optimizer starts fresh with its
-own warmup, and `--mix` may reweight the tasks; `critic.json` lists every stage. The data
+own warmup, and `--mix` may reweight the tasks; `--decay-to N` makes a stage the decay phase
+of a warmup-stable-decay schedule (the rate falls linearly to 0 at step N, where the run
+stops). `critic.json` lists every stage. The data
 stream is deterministic in (seed, example index), so a resumed run continues it exactly. Logs go to `<out>/train_log.jsonl`; `<out>/metrics.json` holds the
 held-out validation of the last save.
 """
@@ -31,7 +33,8 @@ from pathlib import Path
 BASE = "smollm2-135m-instruct-q4_1"
 REPRODUCE = (
     "for each stage in order: the first with `cprs train --out DIR --fresh`, a later one with "
-    "`cprs train --out DIR --init-from DIR --mix MIX` after removing DIR/train_state.pt; "
+    "`cprs train --out DIR --init-from DIR --mix MIX` (with `--decay-to N` where the stage "
+    "lists decay_to) after removing DIR/train_state.pt; "
     "resume each (same command, no --fresh/--init-from) until its next stage's from_step"
 )
 FIRST_STAGE = {"from_step": 0, "mix": None, "optimizer": "fresh"}  # when none were recorded
@@ -51,6 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--head-lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
+    p.add_argument(
+        "--decay-to",
+        type=int,
+        default=None,
+        help="after the warmup, decay the learning rate linearly to 0 at this step, where the "
+        "run stops (a warmup-stable-decay schedule's last phase; kept on resume)",
+    )
     p.add_argument("--o-keep", type=float, default=0.5, help="share of O positions in the loss")
     p.add_argument("--save-minutes", type=float, default=10.0)
     p.add_argument("--val-examples", type=int, default=96)
@@ -92,6 +102,17 @@ def parse_mix(text: str) -> dict[str, float]:
     return out
 
 
+def lr_scale(step: int, opt_start: int, warmup: int, decay_to: int | None) -> float:
+    """The learning rate's multiplier at `step`: a linear warmup over `warmup` steps from the
+    optimizer's first step, then 1, or with `decay_to` a straight line from 1 at the warmup's
+    end down to 0 at step `decay_to`."""
+    scale = min(1.0, (step - opt_start + 1) / warmup)
+    if decay_to is not None:
+        top = opt_start + warmup
+        scale *= min(1.0, max(0.0, (decay_to - step) / max(decay_to - top, 1)))
+    return scale
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -119,6 +140,8 @@ class Trainer:
                 setattr(args, k, saved["args"][k])
             if args.mix is None:
                 args.mix = saved["args"].get("mix")
+            if args.decay_to is None:
+                args.decay_to = saved["args"].get("decay_to")
         elif args.init_from:
             init = json.loads((Path(args.init_from) / "critic.json").read_text())
             args.layers, args.bidirectional_start = init["num_layers"], init["bidirectional_start"]
@@ -168,7 +191,10 @@ class Trainer:
             self.example_index = init["examples"]
             self.elapsed_before = float(init["train_seconds"])
             self.stages = init.get("stages") or [FIRST_STAGE]
-            self.stages.append({"from_step": self.step, "mix": args.mix, "optimizer": "fresh"})
+            stage = {"from_step": self.step, "mix": args.mix, "optimizer": "fresh"}
+            if args.decay_to is not None:
+                stage["decay_to"] = args.decay_to
+            self.stages.append(stage)
         if saved:
             model.load_state_dict(saved["trainable"], strict=False)
             self.opt.load_state_dict(saved["optimizer"])
@@ -178,7 +204,10 @@ class Trainer:
             torch.set_rng_state(saved["torch_rng"])
             self.opt_start = saved.get("opt_start", 0)
             self.stages = saved.get("stages") or [FIRST_STAGE]
-        self.stages = self.stages or [dict(FIRST_STAGE, mix=args.mix)]
+        if not self.stages:
+            self.stages = [dict(FIRST_STAGE, mix=args.mix)]
+            if args.decay_to is not None:
+                self.stages[0]["decay_to"] = args.decay_to
         self.log_file = open(out / "train_log.jsonl", "a")  # noqa: SIM115 - open for the run
         self.log({"event": "start", "resume": bool(saved), "step": self.step, "args": vars(args)})
 
@@ -271,9 +300,11 @@ class Trainer:
             elapsed = time.time() - start
             if elapsed > args.minutes * 60 or (args.max_steps and self.step >= args.max_steps):
                 break
-            warm = min(1.0, (self.step - self.opt_start + 1) / args.warmup)
+            if args.decay_to is not None and self.step >= args.decay_to:
+                break
+            scale = lr_scale(self.step, self.opt_start, args.warmup, args.decay_to)
             for g, base in zip(self.opt.param_groups, (args.lr, args.head_lr), strict=True):
-                g["lr"] = base * warm
+                g["lr"] = base * scale
             ids, mask, bio, lm = self.batch(rng)
             with torch.autocast(ids.device.type, torch.bfloat16, enabled=args.autocast == "bf16"):
                 loss, cls_loss, lm_loss = self.loss(ids, mask, bio, lm)

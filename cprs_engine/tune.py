@@ -29,7 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="critic directory (default: the shipped one)")
     p.add_argument("--docs", type=int, default=30, help="documents to tune on")
     p.add_argument("--length", type=int, default=8192, help="document length in tokens")
-    p.add_argument("--thresholds", default="0.5,0.4,0.3,0.25,0.2", help="candidates in (0, 1]")
+    p.add_argument(
+        "--thresholds",
+        default="0.5,0.4,0.3,0.2,0.15,0.1,0.07,0.05,0.03",
+        help="candidates in (0, 1]",
+    )
     p.add_argument(
         "--min-ratio",
         type=float,
