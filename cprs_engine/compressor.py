@@ -16,8 +16,8 @@ precision, so a cache never mixes outputs of the two.
 
 The forward pass's memory depends on w and rho only. What grows with the document is the
 document itself and its per-token arrays: ids, offsets, tags, support and scores in numpy
-(29 bytes a token), the tag list decoding walks (8), and the window splitter's temporaries; the tokenizer's
-own per-token objects live one chunk at a time (`encoding.py`). `make bench-engine` measures
+(29 bytes a token), the tag list decoding walks (8), and the window splitter's temporaries;
+the tokenizer's own per-token objects live one chunk at a time (`encoding.py`). `make bench-engine` measures
 the total. Same input, same output: no sampling anywhere.
 """
 
@@ -42,8 +42,8 @@ from cprs_engine.errors import (
 from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
-CODE_VERSION = "2"
-_OWN = object()  # `Compressor.decode`'s "use my own weak_threshold"  # bump when decoding changes what a given model outputs (cache keys use it)
+CODE_VERSION = "2"  # bump when decoding changes what a given model outputs (cache keys use it)
+_OWN = object()  # `Compressor.decode`'s "use my own weak_threshold"
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

@@ -16,9 +16,9 @@ is several runs. A later stage may start from a shipped delta instead (`--init-f
 its trained tensors, step and example counts carry over, the optimizer starts fresh with its
 own warmup, and `--mix` may reweight the tasks; `--decay-to N` makes a stage the decay phase
 of a warmup-stable-decay schedule (the rate falls linearly to 0 at step N, where the run
-stops). `critic.json` lists every stage. The data
-stream is deterministic in (seed, example index), so a resumed run continues it exactly. Logs go to `<out>/train_log.jsonl`; `<out>/metrics.json` holds the
-held-out validation of the last save.
+stops). `critic.json` lists every stage. The data stream is deterministic in (seed, example
+index), so a resumed run continues it exactly. Logs go to `<out>/train_log.jsonl`;
+`<out>/metrics.json` holds the held-out validation of the last save.
 """
 
 from __future__ import annotations
