@@ -13,7 +13,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("serve", "proxy.commands", "run the OpenAI-compatible proxy"),
     ("engine", "cprs_engine.service", "the engine alone: `cprs engine serve`"),
     ("train", "cprs_engine.train", "train the default critic (resumable)"),
-    ("tune", "cprs_engine.tune", "choose the critic's weak_threshold on training data"),
+    ("tune", "cprs_engine.tune", "choose the critic's decoding settings on training data"),
     ("eval", "cprs_engine.evaluate", "recall / ratio / latency against RAG and BM25"),
     ("ab-report", "proxy.abreport", "summarise A/B arms: requests, tokens, latency, errors"),
 ]

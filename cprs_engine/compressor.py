@@ -2,11 +2,13 @@
 
     tokenize the document once (with char offsets)
     -> windows of <= w tokens at sentence ends                      (windows.py)
+    -> with `linked_windows`: the pieces regrouped so that linked paragraphs share a window
+                                                                    (linking.py)
     -> each window behind the same control-prompt + query prefix, rho windows per pass
     -> per token: boundary tag (argmax of cls_head), its support (1 - P(O)) and critic score
        (LM head, tag vs outside)
-    -> corrected tags -> exact char spans -> granularity -> weak neighbours (the critic's
-       `weak_threshold`, when it has one) -> budget                (decoding.py)
+    -> tags lowered to the critic's `keep_threshold` -> corrected tags -> exact char spans
+       -> granularity -> weak neighbours (`weak_threshold`) -> budget    (decoding.py)
 
 Precision: on CUDA the weights are bf16. On a CPU whose oneDNN has native bf16 (AVX512-BF16,
 AMX) `precision="auto"` runs the matmuls under bf16 autocast with fp32 weights, norms and
@@ -39,10 +41,11 @@ from cprs_engine.errors import (
     EngineFailure,
     InvalidInput,
 )
+from cprs_engine.linking import Segments, link_windows
 from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
-CODE_VERSION = "2"  # bump when decoding changes what a given model outputs (cache keys use it)
+CODE_VERSION = "3"  # bump when decoding changes what a given model outputs (cache keys use it)
 _OWN = object()  # `Compressor.decode`'s "use my own weak_threshold"
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -103,10 +106,15 @@ class Compressor:
         max_query_tokens: int = 256,
         precision: str = "auto",
         weak_threshold: float | None = None,
+        keep_threshold: float | None = None,
+        linked_windows: bool = False,
     ):
         """`weak_threshold`: at sentence granularity, the support at which a kept sentence's
-        neighbour joins it (`decoding.extend_weak`); None keeps the argmax tags only. A
-        critic tunes its own (critic.json), since it depends on how the critic is calibrated."""
+        neighbour joins it (`decoding.extend_weak`); `keep_threshold`: at sentence granularity,
+        the support at which any token counts as kept (`decoding.lower_tags`); None keeps the
+        argmax tags only. `linked_windows`: group the document's pieces by shared terms
+        (linking.py) instead of cutting contiguous windows. A critic tunes its own (critic.json),
+        since they depend on how the critic is calibrated."""
         assert window_tokens >= 16, "a window must hold at least a short sentence"
         assert windows_per_pass >= 1
         self.model = model
@@ -118,11 +126,17 @@ class Compressor:
         if weak_threshold is not None and not 0.0 < weak_threshold <= 1.0:
             raise ValueError(f"weak_threshold must be in (0, 1], got {weak_threshold}")
         self.weak_threshold = weak_threshold
+        if keep_threshold is not None and not 0.0 < keep_threshold <= 1.0:
+            raise ValueError(f"keep_threshold must be in (0, 1], got {keep_threshold}")
+        self.keep_threshold = keep_threshold
+        self.linked_windows = bool(linked_windows)
         device_type = next(model.parameters()).device.type
         self.precision = resolve_precision(precision, device_type)
         self._autocast = self.precision == "bf16" and device_type == "cpu"
-        weak = "" if weak_threshold is None else f".t{weak_threshold:g}"
-        self.engine_version = f"{version}.c{CODE_VERSION}.w{window_tokens}{weak}.{self.precision}"
+        opts = ".l" if self.linked_windows else ""
+        opts += "" if keep_threshold is None else f".k{keep_threshold:g}"
+        opts += "" if weak_threshold is None else f".t{weak_threshold:g}"
+        self.engine_version = f"{version}.c{CODE_VERSION}.w{window_tokens}{opts}.{self.precision}"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._tag_ids: dict[str, int] = {}
 
@@ -136,7 +150,13 @@ class Compressor:
         loaded = load(checkpoint, device=device)
         defaults = {
             k: loaded.meta[k]
-            for k in ("window_tokens", "windows_per_pass", "weak_threshold")
+            for k in (
+                "window_tokens",
+                "windows_per_pass",
+                "weak_threshold",
+                "keep_threshold",
+                "linked_windows",
+            )
             if k in loaded.meta
         }
         return cls(
@@ -205,9 +225,14 @@ class Compressor:
         return Scored(context, control.granularity, offsets, tags, support, scores, timings)
 
     def decode(
-        self, scored: Scored, *, budget_tokens: int | None = None, weak_threshold=_OWN
+        self,
+        scored: Scored,
+        *,
+        budget_tokens: int | None = None,
+        weak_threshold=_OWN,
+        keep_threshold=_OWN,
     ) -> CompressionResult:
-        """Tags to text (`decoding.decode`). `weak_threshold` defaults to the compressor's own;
+        """Tags to text (`decoding.decode`). The thresholds default to the compressor's own;
         `cprs tune` decodes one `Scored` at several."""
         t2 = time.perf_counter()
         compressed, spans = decoding.decode(
@@ -220,6 +245,7 @@ class Compressor:
             count_tokens=self.count_tokens,
             support=scored.support,
             weak_threshold=self.weak_threshold if weak_threshold is _OWN else weak_threshold,
+            keep_threshold=self.keep_threshold if keep_threshold is _OWN else keep_threshold,
         )
         out_tokens = self.count_tokens(compressed) if compressed else 0
         timings = scored.timings | {"decode": time.perf_counter() - t2}
@@ -235,8 +261,11 @@ class Compressor:
             timings=timings,
         )
 
-    def prepare(self, query: str, context: str, control_text: str):
-        """(context ids, their char offsets, the prompt+query prefix ids, the windows)."""
+    def prepare(
+        self, query: str, context: str, control_text: str
+    ) -> tuple[np.ndarray, np.ndarray, list[int], list[Segments]]:
+        """(context ids, their char offsets, the prompt+query prefix ids, the windows: each
+        one or more token ranges, in document order; together they cover every token once)."""
         ids, offsets = encoding.encode(self.tokenizer, context)
         if len(ids) > self.max_context_tokens:
             raise ContextTooLong(
@@ -247,7 +276,15 @@ class Compressor:
         prefix = self.tokenizer.encode(
             build_prefix(control_text, self.tokenizer.decode(q_ids)), add_special_tokens=False
         )
-        return ids, offsets, prefix, split_windows(context, offsets, self.window_tokens)
+        windows = split_windows(context, offsets, self.window_tokens)
+        if self.linked_windows:
+            return (
+                ids,
+                offsets,
+                prefix,
+                link_windows(context, offsets, windows, query, self.window_tokens),
+            )
+        return ids, offsets, prefix, [((w.tok_start, w.tok_end),) for w in windows]
 
     def _score(
         self, ids, prefix, windows, tag: str, cancel=None
@@ -274,14 +311,15 @@ class Compressor:
                             f"compression cancelled after {b} of {len(windows)} windows"
                         )
                     batch = windows[b : b + self.windows_per_pass]
-                    T = P + max(w.tok_end - w.tok_start for w in batch)
+                    sizes = [sum(e - s for s, e in w) for w in batch]
+                    T = P + max(sizes)
                     input_ids = torch.full((len(batch), T), self.pad_id, dtype=torch.long)
                     mask = torch.zeros((len(batch), T), dtype=torch.long)
                     for r, w in enumerate(batch):
-                        n = P + w.tok_end - w.tok_start
                         input_ids[r, :P] = prefix_ids
-                        input_ids[r, P:n] = torch.from_numpy(ids[w.tok_start : w.tok_end])
-                        mask[r, :n] = 1
+                        row = np.concatenate([ids[s:e] for s, e in w])
+                        input_ids[r, P : P + sizes[r]] = torch.from_numpy(row)
+                        mask[r, : P + sizes[r]] = 1
                     hidden = self.model(input_ids.to(device), mask.to(device), shared_prefix=P)
                     hidden = hidden[:, P:]  # (R, T-P, C): context positions only
                     logits = self.model.boundary_logits(hidden).float()
@@ -291,10 +329,12 @@ class Compressor:
                         self.model.critic_scores(hidden, tag_id, outside_id).float().cpu().numpy()
                     )
                     for r, w in enumerate(batch):
-                        n = w.tok_end - w.tok_start
-                        tags[w.tok_start : w.tok_end] = pred[r, :n]
-                        support[w.tok_start : w.tok_end] = keep[r, :n]
-                        scores[w.tok_start : w.tok_end] = crit[r, :n]
+                        k = 0
+                        for s, e in w:
+                            tags[s:e] = pred[r, k : k + e - s]
+                            support[s:e] = keep[r, k : k + e - s]
+                            scores[s:e] = crit[r, k : k + e - s]
+                            k += e - s
         except (RuntimeError, ValueError) as exc:  # torch errors surface as these
             raise EngineFailure(f"critic forward pass failed: {exc}") from exc
         return tags, support, scores

@@ -1,5 +1,5 @@
-"""Span decoding: tags → corrected tags → char spans → granularity → weak neighbours → budget
-→ merge → text.
+"""Span decoding: tags → lowered tags → corrected tags → char spans → granularity → weak
+neighbours → budget → merge → text.
 
 Every span is an exact substring of the input (`text[s.start:s.end] == s.text`); spans move by
 offsets only, text is never edited, so the compressed context never holds words that were not
@@ -69,6 +69,21 @@ def _bridge(tags: list[int], order: range, *, start: int, max_gap: int) -> None:
             active = False
         elif active:
             last = i
+
+
+def lower_tags(tags: Sequence[int], support: Sequence[float], threshold: float) -> list[int]:
+    """Tags with every O token whose `support` (1 - P(O)) reaches `threshold` turned into I.
+
+    The argmax keeps a token only where one inside class beats O; a multi-hop fact the critic
+    half-believes (P(O) 0.6-0.8, spread over B, I and E) is lost by it. A threshold on the
+    support keeps it, and the unit expansion after it makes it the whole sentence. The same
+    threshold holds everywhere in the document, unlike `extend_weak`'s, which is for the
+    neighbours of kept sentences only.
+    """
+    sup = np.asarray(support, dtype=np.float32)
+    out = np.asarray(tags, dtype=np.int8).copy()
+    out[(sup >= threshold) & (out == O)] = I
+    return out.tolist()
 
 
 def tags_to_spans(
@@ -322,11 +337,14 @@ def decode(
     min_tokens: int = 1,
     support: Sequence[float] | None = None,
     weak_threshold: float | None = None,
+    keep_threshold: float | None = None,
 ) -> tuple[str, list[Span]]:
-    """The whole pipeline: correct → spans → expand → weak neighbours → budget → merge → join.
+    """The whole pipeline: lower → correct → spans → expand → weak neighbours → budget → merge
+    → join.
 
-    `support` (per token, the probability of not being O) with `weak_threshold` adds the weak
-    neighbours of kept sentences (`extend_weak`; sentence granularity only).
+    `support` (per token, the probability of not being O) with `keep_threshold` keeps every
+    token it reaches (`lower_tags`), and with `weak_threshold` adds the weak neighbours of kept
+    sentences (`extend_weak`); both at sentence granularity only.
 
     The budget picks among granularity units before touching units are merged (so it chooses
     sentences, not one merged block). With a budget, the returned text's `count_tokens` is
@@ -334,6 +352,9 @@ def decode(
     """
     if granularity not in SEPARATORS:
         raise ValueError(f"unknown granularity {granularity!r}")
+    if keep_threshold is not None and granularity == "sentence":
+        assert support is not None, "keep_threshold needs the per-token support"
+        tags = lower_tags(tags, support, keep_threshold)
     spans = tags_to_spans(correct_tags(tags, max_gap), offsets, text, scores, min_tokens=min_tokens)
     bounds = sentence_ends(text) if granularity == "sentence" else None
     spans = expand(spans, text, granularity, bounds=bounds)

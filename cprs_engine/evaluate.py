@@ -314,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write:
         write_section(Path(args.write), text)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # runs/ on a fresh clone
         Path(args.json).write_text(
             json.dumps({"info": info, "summary": summary, "rows": rows}, indent=1)
         )

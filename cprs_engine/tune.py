@@ -1,18 +1,26 @@
-"""`cprs tune`: choose a critic's `weak_threshold` by measurement, on training data only.
+"""`cprs tune`: choose a critic's decoding settings by measurement, on training data only.
 
-The threshold (`decoding.extend_weak`) trades compression for recall of the sentences next to
-the ones the critic keeps. It depends on how a given critic is calibrated, so it lives in that
-critic's `critic.json` and is chosen again after every training stage (`cprs train` writes a
-critic.json without one: a new critic decodes by its argmax tags until tuned).
+Three settings trade compression for recall, and all depend on how a given critic is
+calibrated, so they live in that critic's `critic.json` and are chosen again after every
+training stage (`cprs train` writes a critic.json without them: a new critic decodes its
+argmax tags in contiguous windows until tuned):
+- `linked_windows`: windows of linked pieces (linking.py) instead of contiguous ones; tried
+  only when asked (`--windows contiguous,linked`), since no critic so far gained by it;
+- `keep_threshold`: the support at which any token counts as kept (`decoding.lower_tags`);
+- `weak_threshold`: the support at which a kept sentence's neighbour joins it
+  (`decoding.extend_weak`).
 
 Documents: whole HotpotQA documents built like the evaluation's (every paragraph of an item,
 scattered among distractors, at `--length` tokens), but from the TRAINING items (< 6000), so
-the reserved evaluation slice is never looked at. The critic has trained on windows of these
-items, so their recall runs above the evaluation's; the trade-off between thresholds is what
-this measures. Each document is scored once and decoded at every threshold.
+the reserved evaluation slice is never looked at; 30 from each of two seeds by default (one
+set of 30 varies by several points of recall from the next). The critic has trained on windows of these
+items, so their recall runs above the evaluation's; the trade-off between settings is what
+this measures. Each document is scored once per window kind and decoded at every pair of
+thresholds.
 
-Rule: the threshold with the best mean recall among those whose mean compression ratio is at
-least `--min-ratio`; ties go to the higher ratio. "off" (argmax tags only) is a candidate.
+Rule: the setting with the best mean recall among those whose mean compression ratio is at
+least `--min-ratio`; ties go to the higher ratio. "off" (argmax tags only, contiguous windows)
+is a candidate.
 """
 
 from __future__ import annotations
@@ -23,16 +31,27 @@ import sys
 from pathlib import Path
 
 OFF = "off"
+SETTINGS = ("linked_windows", "keep_threshold", "weak_threshold")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="critic directory (default: the shipped one)")
-    p.add_argument("--docs", type=int, default=30, help="documents to tune on")
+    p.add_argument("--docs", type=int, default=30, help="documents per seed")
     p.add_argument("--length", type=int, default=8192, help="document length in tokens")
     p.add_argument(
-        "--thresholds",
-        default="0.5,0.4,0.3,0.2,0.15,0.1,0.07,0.05,0.03",
-        help="candidates in (0, 1]",
+        "--keep-thresholds",
+        default="0.5,0.4,0.3,0.2,0.15,0.1",
+        help="keep_threshold candidates in (0, 1]",
+    )
+    p.add_argument(
+        "--weak-thresholds",
+        default="0.3,0.2,0.1,0.07,0.05,0.03,0.01",
+        help="weak_threshold candidates in (0, 1]",
+    )
+    p.add_argument(
+        "--windows",
+        default="contiguous",
+        help="window kinds to try: contiguous, linked or both (contiguous,linked)",
     )
     p.add_argument(
         "--min-ratio",
@@ -40,12 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=22.0,
         help="lowest acceptable mean compression ratio (default: the 20x HotpotQA target + 10%%)",
     )
-    p.add_argument("--seed", type=int, default=0, help="document seed (cprs-eval:<seed>:...)")
+    p.add_argument(
+        "--seeds", default="0,1", help="document seeds (cprs-eval:<seed>:...), --docs each"
+    )
     p.add_argument("--write", action="store_true", help="store the choice in critic.json")
 
 
-def measure(comp, docs, thresholds: list[float | None]) -> list[dict]:
-    """Mean recall, share of documents with every fact, and mean ratio per threshold."""
+def measure(comp, docs, keeps: list[float | None], weaks: list[float | None]) -> list[dict]:
+    """Mean recall, share of documents with every fact, and mean ratio per (keep, weak) pair,
+    with `comp`'s own kind of windows."""
     from cprs_engine.evaluate import recall
 
     scored = []
@@ -55,60 +77,97 @@ def measure(comp, docs, thresholds: list[float | None]) -> list[dict]:
         )
         print(f"scored {k + 1}/{len(docs)}", file=sys.stderr, flush=True)
     rows = []
-    for t in thresholds:
-        results = [comp.decode(s, weak_threshold=t) for s in scored]
-        recalls = [
-            recall(ex.meta["facts"], r.compressed) for ex, r in zip(docs, results, strict=True)
-        ]
-        rows.append(
-            {
-                "threshold": OFF if t is None else t,
-                "recall": sum(recalls) / len(recalls),
-                "all": sum(x == 1.0 for x in recalls) / len(recalls),
-                "ratio": sum(r.ratio for r in results) / len(results),
-                "min_ratio": min(r.ratio for r in results),
-            }
-        )
+    for keep in keeps:
+        for weak in weaks:
+            results = [comp.decode(s, keep_threshold=keep, weak_threshold=weak) for s in scored]
+            recalls = [
+                recall(ex.meta["facts"], r.compressed) for ex, r in zip(docs, results, strict=True)
+            ]
+            rows.append(
+                {
+                    "linked_windows": comp.linked_windows,
+                    "keep_threshold": OFF if keep is None else keep,
+                    "weak_threshold": OFF if weak is None else weak,
+                    "recall": sum(recalls) / len(recalls),
+                    "all": sum(x == 1.0 for x in recalls) / len(recalls),
+                    "ratio": sum(r.ratio for r in results) / len(results),
+                    "min_ratio": min(r.ratio for r in results),
+                }
+            )
     return rows
 
 
+def is_off(r: dict) -> bool:
+    return not r["linked_windows"] and r["keep_threshold"] == r["weak_threshold"] == OFF
+
+
 def choose(rows: list[dict], min_ratio: float) -> dict:
-    ok = [r for r in rows if r["ratio"] >= min_ratio] or [r for r in rows if r["threshold"] == OFF]
+    ok = [r for r in rows if r["ratio"] >= min_ratio] or [r for r in rows if is_off(r)]
     return max(ok, key=lambda r: (round(r["recall"], 6), r["ratio"]))
+
+
+def _candidates(spec: str) -> list[float | None]:
+    out: list[float | None] = [None] + [float(x) for x in spec.split(",") if x]
+    if any(not 0.0 < t <= 1.0 for t in out if t is not None):
+        raise SystemExit("thresholds must lie in (0, 1]")
+    return out
+
+
+def table(rows: list[dict], best: dict) -> str:
+    """One line per (windows, keep_threshold), one column per weak_threshold:
+    recall / mean ratio; the chosen cell in bold."""
+    weaks = list(dict.fromkeys(r["weak_threshold"] for r in rows))
+    lines = [
+        "| windows | keep_threshold | " + " | ".join(f"weak {w}" for w in weaks) + " |",
+        "| --- | --- |" + " --- |" * len(weaks),
+    ]
+    for key in dict.fromkeys((r["linked_windows"], r["keep_threshold"]) for r in rows):
+        cells = []
+        for r in (r for r in rows if (r["linked_windows"], r["keep_threshold"]) == key):
+            cell = f"{r['recall']:.1%} / {r['ratio']:.1f}x"
+            cells.append(f"**{cell}**" if r is best else cell)
+        kind = "linked" if key[0] else "contiguous"
+        lines.append(f"| {kind} | {key[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from cprs_engine.compressor import Compressor
     from cprs_engine.data.evalset import eval_case
 
-    thresholds: list[float | None] = [None] + [float(x) for x in args.thresholds.split(",") if x]
-    if any(not 0.0 < t <= 1.0 for t in thresholds if t is not None):
-        raise SystemExit("--thresholds must lie in (0, 1]")
-    comp = Compressor.load(args.checkpoint)
-    docs = [
-        eval_case("hotpotqa", args.length, args.seed, k, comp.count_tokens, split="train")
-        for k in range(args.docs)
-    ]
-    rows = measure(comp, docs, thresholds)
+    keeps, weaks = _candidates(args.keep_thresholds), _candidates(args.weak_thresholds)
+    kinds = [k.strip() for k in args.windows.split(",") if k.strip()]
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    if not kinds or any(k not in ("contiguous", "linked") for k in kinds):
+        raise SystemExit("--windows takes contiguous, linked or both")
+    rows = []
+    for kind in kinds:
+        comp = Compressor.load(args.checkpoint, linked_windows=kind == "linked")
+        docs = [
+            eval_case("hotpotqa", args.length, seed, k, comp.count_tokens, split="train")
+            for seed in seeds
+            for k in range(args.docs)
+        ]
+        rows += measure(comp, docs, keeps, weaks)
     best = choose(rows, args.min_ratio)
-    print("| weak_threshold | recall | all facts | mean ratio | lowest ratio |")
-    print("| --- | --- | --- | --- | --- |")
-    for r in rows:
-        mark = " (chosen)" if r is best else ""
-        print(
-            f"| {r['threshold']}{mark} | {r['recall']:.1%} | {r['all']:.0%} | "
-            f"{r['ratio']:.1f}x | {r['min_ratio']:.1f}x |"
-        )
+    print(table(rows, best))
+    print(
+        f"chosen: {'linked' if best['linked_windows'] else 'contiguous'} windows, "
+        f"keep_threshold {best['keep_threshold']}, weak_threshold {best['weak_threshold']}: "
+        f"recall {best['recall']:.1%}, all facts in {best['all']:.0%} of documents, "
+        f"mean ratio {best['ratio']:.1f}x (lowest {best['min_ratio']:.1f}x)"
+    )
     if args.write:
         path = Path(args.checkpoint or _default_dir()) / "critic.json"
         if not path.exists():
-            raise SystemExit(f"{path} is missing: only a delta critic stores a weak_threshold")
+            raise SystemExit(f"{path} is missing: only a delta critic stores decoding settings")
         meta = json.loads(path.read_text())
-        meta.pop("weak_threshold", None)
-        if best["threshold"] != OFF:
-            meta["weak_threshold"] = best["threshold"]
+        for key in SETTINGS:
+            meta.pop(key, None)
+            if best[key] not in (OFF, False):
+                meta[key] = best[key]
         path.write_text(json.dumps(meta, indent=1) + "\n")
-        print(f"wrote weak_threshold={best['threshold']} to {path}")
+        print(f"wrote {', '.join(f'{k}={best[k]}' for k in SETTINGS)} to {path}")
     return 0
 
 

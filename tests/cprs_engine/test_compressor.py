@@ -141,3 +141,39 @@ def test_score_then_decode_is_compress_and_the_threshold_is_versioned(compressor
     assert ".t0.3." in weak.engine_version and ".t" not in compressor.engine_version
     with pytest.raises(ValueError):
         Compressor(model, tokenizer, weak_threshold=0.0)
+
+
+def test_linked_windows_and_keep_threshold_are_versioned_and_keep_the_contract(compressor):
+    model, tokenizer = compressor.model, compressor.tokenizer
+    linked = Compressor(
+        model,
+        tokenizer,
+        window_tokens=64,
+        windows_per_pass=3,
+        linked_windows=True,
+        keep_threshold=0.3,
+        precision="fp32",
+    )
+    assert ".l.k0.3." in linked.engine_version and ".l." not in compressor.engine_version
+    query = "What is the magic number for quiet-lake?"
+    ids, _, prefix, windows = linked.prepare(query, TEXT, "Extract the facts.")
+    assert any(len(w) > 1 for w in windows), "some window joins pieces from apart"
+    assert sorted(t for w in windows for a, b in w for t in range(a, b)) == list(range(len(ids)))
+    one = Compressor(
+        model,
+        tokenizer,
+        window_tokens=64,
+        windows_per_pass=1,
+        linked_windows=True,
+        precision="fp32",
+    )
+    a = one._score(ids, prefix, windows, "fact")
+    b = linked._score(ids, prefix, windows, "fact")
+    assert (a[0] == b[0]).all() and abs(a[1] - b[1]).max() < 1e-5
+    r = linked.compress(query, TEXT)
+    assert all(TEXT[s.start : s.end] == s.text for s in r.spans)
+    scored = linked.score(query, TEXT)
+    lower = linked.decode(scored, keep_threshold=1e-9).compressed
+    assert len(lower) >= len(linked.decode(scored, keep_threshold=None).compressed)
+    with pytest.raises(ValueError):
+        Compressor(model, tokenizer, keep_threshold=1.5)

@@ -20,6 +20,7 @@ from cprs_engine.decoding import (
     expand,
     extend_weak,
     join,
+    lower_tags,
     merge,
     tags_to_spans,
 )
@@ -338,3 +339,29 @@ def test_decode_with_a_weak_threshold_only_adds_neighbours():
         weak_threshold=0.3,
     )
     assert kw == "East Is"
+
+
+def test_lower_tags_keeps_every_token_the_threshold_reaches():
+    tags = [O, B, E, O, O]
+    support = [0.1, 0.9, 0.8, 0.35, 0.29]
+    assert lower_tags(tags, support, 0.3) == [O, B, E, I, O]
+    assert lower_tags(tags, support, 0.95) == tags  # never removes what the argmax kept
+
+
+def test_decode_with_a_keep_threshold_adds_whole_sentences_anywhere():
+    offsets = word_tokens(WEAK_TEXT)
+    t = [O] * len(offsets)
+    t[0], t[1] = B, I  # "East Is": the first sentence is detected
+    support = [0.95, 0.95] + [0.0] * (len(offsets) - 2)
+    far = next(k for k, (a, _) in enumerate(offsets) if WEAK_TEXT[a:].startswith(" Unrelated"))
+    support[far] = 0.4  # a lone token, two sentences and a paragraph away
+    scores = [0.5] * len(t)
+    plain, _ = decode(t, offsets, WEAK_TEXT, scores, support=support, keep_threshold=0.5)
+    kept, spans = decode(t, offsets, WEAK_TEXT, scores, support=support, keep_threshold=0.3)
+    assert plain == "East Is East is a 1999 film."
+    assert kept == "East Is East is a 1999 film.\nUnrelated here."
+    check_spans(spans, WEAK_TEXT)
+    kw, _ = decode(
+        t, offsets, WEAK_TEXT, scores, granularity="keyword", support=support, keep_threshold=0.3
+    )
+    assert kw == "East Is"  # sentence granularity only

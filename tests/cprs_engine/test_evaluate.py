@@ -144,7 +144,7 @@ def test_summary_and_table():
 def test_baselines_only_run_writes_report_and_json(tmp_path, capsys):
     p = argparse.ArgumentParser()
     evaluate.add_arguments(p)
-    md, js = tmp_path / "B.md", tmp_path / "out.json"
+    md, js = tmp_path / "B.md", tmp_path / "runs" / "out.json"  # runs/ not there yet
     args = p.parse_args(
         ["--methods", "bm25", "--lengths", "2048", "--samples", "1", "--tasks", "vt,squad"]
         + ["--budget", "300", "--write", str(md), "--json", str(js)]

@@ -1,4 +1,4 @@
-"""`cprs tune`: the choice rule, and one measured sweep on a tiny random critic."""
+"""`cprs tune`: the choice rule, the table, and one measured sweep on a tiny random critic."""
 
 from __future__ import annotations
 
@@ -9,17 +9,41 @@ from cprs_engine.data.evalset import eval_case
 from cprs_engine.data.sources import HOTPOT_RESERVED_FROM
 
 
-def row(t, recall, ratio):
-    return {"threshold": t, "recall": recall, "all": 0.0, "ratio": ratio, "min_ratio": ratio}
+def row(linked, keep, weak, recall, ratio):
+    return {
+        "linked_windows": linked,
+        "keep_threshold": keep,
+        "weak_threshold": weak,
+        "recall": recall,
+        "all": 0.0,
+        "ratio": ratio,
+        "min_ratio": ratio,
+    }
+
+
+OFF = tune.OFF
 
 
 def test_choose_takes_the_best_recall_that_keeps_the_ratio():
-    rows = [row(tune.OFF, 0.80, 27), row(0.4, 0.90, 25), row(0.3, 0.93, 23), row(0.2, 0.95, 19)]
-    assert tune.choose(rows, 22)["threshold"] == 0.3
-    assert tune.choose(rows, 18)["threshold"] == 0.2
-    assert tune.choose(rows, 30)["threshold"] == tune.OFF  # nothing keeps it: stay off
-    tied = [row(tune.OFF, 0.9, 27), row(0.3, 0.9, 23)]
-    assert tune.choose(tied, 20)["threshold"] == tune.OFF  # same recall: the higher ratio
+    rows = [
+        row(False, OFF, OFF, 0.80, 27),
+        row(False, OFF, 0.3, 0.90, 25),
+        row(True, 0.3, OFF, 0.93, 23),
+        row(True, 0.2, 0.1, 0.95, 19),
+    ]
+    assert tune.choose(rows, 22) is rows[2]
+    assert tune.choose(rows, 18) is rows[3]
+    assert tune.choose(rows, 30) is rows[0]  # nothing keeps it: everything off
+    tied = [row(False, OFF, OFF, 0.9, 27), row(True, 0.3, OFF, 0.9, 23)]
+    assert tune.choose(tied, 20) is tied[0]  # same recall: the higher ratio
+
+
+def test_table_marks_the_choice():
+    rows = [row(k, t, w, 0.5, 30) for k in (False, True) for t in (OFF, 0.3) for w in (OFF, 0.1)]
+    text = tune.table(rows, rows[5])
+    lines = text.splitlines()
+    assert len(lines) == 2 + 4 and text.count("**") == 2
+    assert lines[2 + 2].startswith("| linked | off |") and "**50.0% / 30.0x**" in lines[4]
 
 
 def test_measure_tunes_on_training_items_only():
@@ -27,10 +51,19 @@ def test_measure_tunes_on_training_items_only():
     comp = Compressor(model, tokenizer, window_tokens=64, windows_per_pass=4, precision="fp32")
     docs = [eval_case("hotpotqa", 600, 0, k, comp.count_tokens, split="train") for k in range(2)]
     assert all(d.meta["index"] < HOTPOT_RESERVED_FROM for d in docs)
-    rows = tune.measure(comp, docs, [None, 0.5, 1e-9])
-    assert [r["threshold"] for r in rows] == [tune.OFF, 0.5, 1e-9]
+    rows = tune.measure(comp, docs, [None, 1e-9], [None, 0.5, 1e-9])
+    assert [(r["keep_threshold"], r["weak_threshold"]) for r in rows] == [
+        (OFF, OFF),
+        (OFF, 0.5),
+        (OFF, 1e-9),
+        (1e-9, OFF),
+        (1e-9, 0.5),
+        (1e-9, 1e-9),
+    ]
     for r in rows:
         assert 0.0 <= r["recall"] <= 1.0 and r["min_ratio"] <= r["ratio"]
+        assert r["linked_windows"] is False
     # a lower threshold can only add sentences: recall never falls, the ratio never rises
     assert rows[2]["recall"] >= rows[1]["recall"] >= rows[0]["recall"]
     assert rows[2]["ratio"] <= rows[1]["ratio"] <= rows[0]["ratio"]
+    assert rows[3]["recall"] >= rows[0]["recall"] and rows[3]["ratio"] <= rows[0]["ratio"]
