@@ -46,7 +46,7 @@ from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
 CODE_VERSION = "3"  # bump when decoding changes what a given model outputs (cache keys use it)
-_OWN = object()  # `Compressor.decode`'s "use my own weak_threshold"
+_OWN = object()  # `Compressor.decode`'s "use my own threshold"
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
