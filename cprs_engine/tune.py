@@ -13,10 +13,10 @@ argmax tags in contiguous windows until tuned):
 Documents: whole HotpotQA documents built like the evaluation's (every paragraph of an item,
 scattered among distractors, at `--length` tokens), but from the TRAINING items (< 6000), so
 the reserved evaluation slice is never looked at; 30 from each of two seeds by default (one
-set of 30 varies by several points of recall from the next). The critic has trained on windows of these
-items, so their recall runs above the evaluation's; the trade-off between settings is what
-this measures. Each document is scored once per window kind and decoded at every pair of
-thresholds.
+set of 30 varies by several points of recall from the next). The critic has trained on
+windows of these items, so their recall runs above the evaluation's; the trade-off between
+settings is what this measures. Each document is scored once per window kind and decoded at
+every pair of thresholds.
 
 Rule: the setting with the best mean recall among those whose mean compression ratio is at
 least `--min-ratio`; ties go to the higher ratio. "off" (argmax tags only, contiguous windows)
