@@ -41,7 +41,7 @@ from cprs_engine.errors import (
     EngineFailure,
     InvalidInput,
 )
-from cprs_engine.linking import Segments, link_windows
+from cprs_engine.linking import Segments, as_segments, link_windows
 from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
@@ -284,7 +284,7 @@ class Compressor:
                 prefix,
                 link_windows(context, offsets, windows, query, self.window_tokens),
             )
-        return ids, offsets, prefix, [((w.tok_start, w.tok_end),) for w in windows]
+        return ids, offsets, prefix, as_segments(windows)
 
     def _score(
         self, ids, prefix, windows, tag: str, cancel=None

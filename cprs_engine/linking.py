@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cprs_engine.windows import Window, paragraph_ends
+from cprs_engine.windows import Window, paragraph_ends, window_starts
 
 Segments = tuple[tuple[int, int], ...]  # token ranges [start, end), in document order
 
@@ -50,20 +50,21 @@ def terms(text: str) -> set[str]:
     return {w for w in (m.lower() for m in _WORD.findall(text)) if len(w) >= 3 and w not in _STOP}
 
 
+def as_segments(windows: Sequence[Window]) -> list[Segments]:
+    """Contiguous windows as one-range segment tuples."""
+    return [((w.tok_start, w.tok_end),) for w in windows]
+
+
 def pieces(text: str, offsets: np.ndarray, windows: Sequence[Window]) -> list[tuple[int, int]]:
-    """Token ranges: the windows' cuts plus a cut at every paragraph end that falls between
-    two tokens sharing no character."""
+    """Token ranges: the windows' cuts plus a cut at every paragraph end where a window could
+    start (`windows.window_starts`)."""
     off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     n = len(off)
     if n == 0:
         return []
-    starts = off[:, 0]
-    reach = np.maximum.accumulate(off[:, 1])
-    cuts = {0, n} | {w.tok_start for w in windows}
-    for e in paragraph_ends(text):
-        i = int(np.searchsorted(starts, e))
-        if 0 < i < n and starts[i] >= reach[i - 1]:
-            cuts.add(i)
+    allowed = window_starts(off)
+    ends = np.searchsorted(off[:, 0], np.asarray(paragraph_ends(text), dtype=np.int64))
+    cuts = {0, n} | {w.tok_start for w in windows} | set(np.intersect1d(ends, allowed).tolist())
     b = sorted(cuts)
     return [(b[k], b[k + 1]) for k in range(len(b) - 1) if b[k + 1] > b[k]]
 
@@ -78,7 +79,7 @@ def link_windows(
     """The document's pieces grouped into windows of at most `window_tokens` tokens."""
     ps = pieces(text, offsets, windows)
     if not ps:
-        return [((w.tok_start, w.tok_end),) for w in windows]
+        return as_segments(windows)
     off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     ix = _Index([terms(text[int(off[a, 0]) : int(off[b - 1, 1])]) for a, b in ps], terms(query))
     size = [b - a for a, b in ps]

@@ -140,10 +140,11 @@ def run(args: argparse.Namespace) -> int:
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     if not kinds or any(k not in ("contiguous", "linked") for k in kinds):
         raise SystemExit("--windows takes contiguous, linked or both")
-    rows = []
+    rows: list[dict] = []
+    docs = []
     for kind in kinds:
         comp = Compressor.load(args.checkpoint, linked_windows=kind == "linked")
-        docs = [
+        docs = docs or [  # the same documents for every kind, built once
             eval_case("hotpotqa", args.length, seed, k, comp.count_tokens, split="train")
             for seed in seeds
             for k in range(args.docs)

@@ -184,9 +184,7 @@ def split_windows(
     assert starts.min() >= 0 and ends.max() <= len(text), "token offsets outside the text"
     assert (np.diff(starts) >= 0).all(), "token start offsets must be non-decreasing"
 
-    # Token i (1 <= i < n) may start a window if it shares no character with tokens before it.
-    reach = np.maximum.accumulate(ends)  # furthest char any token <= i covers
-    cuttable = np.flatnonzero(starts[1:] >= reach[:-1]) + 1
+    cuttable = window_starts(off)
     cut_chars = starts[cuttable]
     # A sentence cut: the token starts inside a sentence's [P, E] gap (k = which sentence).
     ps, es = _sentence_gaps(text)
@@ -231,6 +229,13 @@ def split_windows(
         windows.append(Window(c0, c1, t0, t1))
     _check(windows, text, n)
     return windows
+
+
+def window_starts(offsets: np.ndarray) -> np.ndarray:
+    """Token indices i (1 <= i < n) where a window may start: token i shares no character with
+    the tokens before it (byte-level BPE spreads a CJK character or an emoji over several)."""
+    reach = np.maximum.accumulate(offsets[:, 1])  # furthest char any token <= i covers
+    return np.flatnonzero(offsets[1:, 0] >= reach[:-1]) + 1
 
 
 def _last_at_most(sorted_arr: np.ndarray, value: int) -> int:
