@@ -33,7 +33,8 @@ from pathlib import Path
 TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "kv", "vt", "hotpotqa", "squad")
 METHODS = ("cprs", "rag", "bm25")
 DEFAULT_SEED = 90_210  # evaluation namespace: "cprs-eval:<seed>:...", never used by training
-START, END = "<!-- eval:start -->", "<!-- eval:end -->"
+SECTION = "eval"  # BENCHMARKS.md's markers for `--write`: <!-- eval:start --> ... <!-- eval:end -->
+START, END = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="critic precision (default auto: bf16 autocast where the CPU has native bf16)",
     )
     p.add_argument("--write", metavar="BENCHMARKS.md", default=None, help="update its eval section")
+    p.add_argument(
+        "--section",
+        default=SECTION,
+        help="the marked section --write replaces (default: eval); another name keeps a "
+        "second run, such as a larger sample of one task, beside the main table",
+    )
     p.add_argument("--json", metavar="OUT.json", default=None, help="write every row and summary")
 
 
@@ -89,7 +96,12 @@ def samples_per_length(spec: str | None, lengths: list[int]) -> list[int]:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Mean recall/ratio/seconds and overall tokens/s per (task, length, method)."""
+    """Mean recall/ratio/seconds, the pooled ratio (all cases' context tokens over all their
+    output tokens) and overall tokens/s per (task, length, method).
+
+    The mean of per-case ratios is what one request sees on average; the pooled ratio is what
+    a stream of such requests saves. A few documents compressed far more than the rest lift
+    the mean, not the pooled ratio, so the report gives both."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["task"], r["length"], r["method"])].append(r)
@@ -105,6 +117,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "recall": sum(r["recall"] for r in rs) / len(rs),
                 "all": sum(r["recall"] == 1.0 for r in rs) / len(rs),
                 "ratio": sum(r["ratio"] for r in rs) / len(rs),
+                "pooled_ratio": sum(r["context_tokens"] for r in rs)
+                / max(sum(r["output_tokens"] for r in rs), 1),
                 "seconds": secs / len(rs),
                 "tokens_per_s": sum(r["context_tokens"] for r in rs) / max(secs, 1e-9),
             }
@@ -113,11 +127,12 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def markdown_table(summary: list[dict], methods: list[str]) -> str:
-    """One row per (length, task): each method's recall and ratio, plus the critic's speed."""
+    """One row per (length, task): each method's recall and mean ratio, the critic's pooled
+    ratio, and its speed."""
     by = {(s["length"], s["task"], s["method"]): s for s in summary}
     head = ["length", "task", "cases"]
     for m in methods:
-        head += [f"{m} recall", f"{m} ratio"]
+        head += [f"{m} recall", f"{m} ratio"] + (["cprs pooled ratio"] if m == "cprs" else [])
     head += [f"{m} s/doc" for m in methods]
     if "cprs" in methods:
         head.append("cprs tok/s")
@@ -130,6 +145,8 @@ def markdown_table(summary: list[dict], methods: list[str]) -> str:
         for m in methods:
             s = by.get((length, task, m))
             cells += [f"{s['recall']:.1%}", f"{s['ratio']:.1f}x"] if s else ["-", "-"]
+            if m == "cprs":
+                cells.append(f"{s['pooled_ratio']:.1f}x" if s else "-")
         for m in methods:
             s = by.get((length, task, m))
             cells.append(f"{s['seconds']:.1f}" if s else "-")
@@ -140,12 +157,13 @@ def markdown_table(summary: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the marked eval section of `path` (or append it; create the file if missing)."""
-    block = f"{START}\n{body.rstrip()}\n{END}"
+def write_section(path: Path, body: str, name: str = SECTION) -> None:
+    """Replace the section of `path` marked `name` (or append it; create the file if missing)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
     old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old and old.index(START) < old.index(END):
-        new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
+    if start in old and end in old and old.index(start) < old.index(end):
+        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
     else:
         new = old.rstrip() + "\n\n" + block + "\n"
     path.write_text(new)
@@ -176,9 +194,11 @@ def machine() -> str:
 
 
 def report(summary: list[dict], methods: list[str], info: dict) -> str:
+    tasks = list(dict.fromkeys(s["task"] for s in summary))
+    only = f": {', '.join(tasks)}" if tasks and len(tasks) < len(TASKS) else ""
     return "\n".join(
         [
-            "## Compression evaluation (`cprs eval`)",
+            f"## Compression evaluation (`cprs eval`){only}",
             "",
             f"- command: `{info['command']}`",
             f"- machine: {info['machine']}",
@@ -191,8 +211,10 @@ def report(summary: list[dict], methods: list[str], info: dict) -> str:
             "",
             "recall = share of gold facts (needle/KV values, VT statements, HotpotQA supporting "
             "sentences, SQuAD answer sentences) contained in the output, whitespace-normalised; "
-            "ratio = context tokens / output tokens; RAG (MiniLM, 600-token chunks) and BM25 get "
-            "the critic's output size for each case as their budget (last chunk cut to fit). "
+            "ratio = the mean over cases of context tokens / output tokens; pooled ratio = all "
+            "cases' context tokens / all their output tokens; RAG (MiniLM, 600-token chunks) "
+            "and BM25 get the critic's output size for each case as their budget (last chunk "
+            "cut to fit). "
             "Cases: reserved HotpotQA items >= 6000, the last 7 SQuAD articles, fresh synthetic "
             "needles (cprs_engine/data/evalset.py).",
         ]
@@ -312,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
     text = report(summary, methods, info)
     print("\n" + text)
     if args.write:
-        write_section(Path(args.write), text)
+        write_section(Path(args.write), text, args.section)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # runs/ on a fresh clone
         Path(args.json).write_text(

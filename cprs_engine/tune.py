@@ -66,8 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def measure(comp, docs, keeps: list[float | None], weaks: list[float | None]) -> list[dict]:
-    """Mean recall, share of documents with every fact, and mean ratio per (keep, weak) pair,
-    with `comp`'s own kind of windows."""
+    """Mean recall, share of documents with every fact, mean, lowest and pooled ratio
+    (`evaluate.summarize`) per (keep, weak) pair, with `comp`'s own kind of windows."""
     from cprs_engine.evaluate import recall
 
     scored = []
@@ -92,6 +92,8 @@ def measure(comp, docs, keeps: list[float | None], weaks: list[float | None]) ->
                     "all": sum(x == 1.0 for x in recalls) / len(recalls),
                     "ratio": sum(r.ratio for r in results) / len(results),
                     "min_ratio": min(r.ratio for r in results),
+                    "pooled_ratio": sum(r.input_tokens for r in results)
+                    / max(sum(r.output_tokens for r in results), 1),
                 }
             )
     return rows
@@ -156,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         f"chosen: {'linked' if best['linked_windows'] else 'contiguous'} windows, "
         f"keep_threshold {best['keep_threshold']}, weak_threshold {best['weak_threshold']}: "
         f"recall {best['recall']:.1%}, all facts in {best['all']:.0%} of documents, "
-        f"mean ratio {best['ratio']:.1f}x (lowest {best['min_ratio']:.1f}x)"
+        f"mean ratio {best['ratio']:.1f}x (lowest {best['min_ratio']:.1f}x, "
+        f"pooled {best['pooled_ratio']:.1f}x)"
     )
     if args.write:
         path = Path(args.checkpoint or _default_dir()) / "critic.json"

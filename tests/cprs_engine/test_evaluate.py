@@ -125,20 +125,31 @@ def test_write_section_replaces_only_the_marked_block(tmp_path):
     assert "second" in text and "first" not in text
     assert text.startswith("# Bench\nintro") and text.rstrip().endswith("tail")
     assert text.count(evaluate.START) == 1 and text.count(evaluate.END) == 1
+    evaluate.write_section(path, "hotpot run", "eval-hotpotqa")  # a second section beside it
+    evaluate.write_section(path, "hotpot rerun", "eval-hotpotqa")
+    text = path.read_text()
+    assert "second" in text and "hotpot rerun" in text and "hotpot run\n" not in text
+    assert text.count("<!-- eval-hotpotqa:start -->") == 1 and text.count(evaluate.START) == 1
 
 
 def test_summary_and_table():
     rows = [
-        {"task": "kv", "length": 8192, "method": m, "recall": r, "ratio": 10.0, "seconds": 2.0}
-        | {"context_tokens": 8000}
-        for m, r in (("cprs", 1.0), ("cprs", 0.5), ("bm25", 0.0), ("bm25", 0.0))
+        {"task": "kv", "length": 8192, "method": m, "recall": r, "seconds": 2.0}
+        | {"context_tokens": 8000, "output_tokens": out, "ratio": 8000 / out}
+        for m, r, out in (("cprs", 1.0, 100), ("cprs", 0.5, 400), ("bm25", 0.0, 100))
     ]
     summary = evaluate.summarize(rows)
     by = {s["method"]: s for s in summary}
     assert by["cprs"]["recall"] == 0.75 and by["cprs"]["all"] == 0.5
     assert by["cprs"]["tokens_per_s"] == pytest.approx(4000)
+    # 80x and 20x: the mean of the ratios is 50x, the pooled ratio 16,000 / 500 = 32x
+    assert by["cprs"]["ratio"] == pytest.approx(50) and by["cprs"]["pooled_ratio"] == 32
     table = evaluate.markdown_table(summary, ["cprs", "bm25"])
-    assert "| 8K | kv | 2 | 75.0% | 10.0x | 0.0% |" in table
+    assert "| 8K | kv | 2 | 75.0% | 50.0x | 32.0x | 0.0% | 80.0x | 2.0 | 2.0 |" in table
+    # the pooled column follows the critic wherever it stands among the methods
+    assert "| 0.0% | 80.0x | 75.0% | 50.0x | 32.0x |" in evaluate.markdown_table(
+        summary, ["bm25", "cprs"]
+    )
 
 
 def test_baselines_only_run_writes_report_and_json(tmp_path, capsys):
@@ -154,6 +165,8 @@ def test_baselines_only_run_writes_report_and_json(tmp_path, capsys):
     assert {r["task"] for r in data["rows"]} == {"vt", "squad"}
     assert all(r["output_tokens"] <= 300 for r in data["rows"])
     assert "| 2K | vt | 1 |" in md.read_text()
+    assert "## Compression evaluation (`cprs eval`): vt, squad" in md.read_text()
+    assert evaluate.START in md.read_text()  # the default section
     assert "[2/2]" in capsys.readouterr().out
 
 

@@ -18,6 +18,7 @@ def row(linked, keep, weak, recall, ratio):
         "all": 0.0,
         "ratio": ratio,
         "min_ratio": ratio,
+        "pooled_ratio": ratio,
     }
 
 
@@ -62,8 +63,10 @@ def test_measure_tunes_on_training_items_only():
     ]
     for r in rows:
         assert 0.0 <= r["recall"] <= 1.0 and r["min_ratio"] <= r["ratio"]
+        assert r["min_ratio"] <= r["pooled_ratio"]  # a weighted mean of the same ratios
         assert r["linked_windows"] is False
     # a lower threshold can only add sentences: recall never falls, the ratio never rises
     assert rows[2]["recall"] >= rows[1]["recall"] >= rows[0]["recall"]
     assert rows[2]["ratio"] <= rows[1]["ratio"] <= rows[0]["ratio"]
+    assert rows[2]["pooled_ratio"] <= rows[1]["pooled_ratio"] <= rows[0]["pooled_ratio"]
     assert rows[3]["recall"] >= rows[0]["recall"] and rows[3]["ratio"] <= rows[0]["ratio"]
