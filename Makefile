@@ -43,7 +43,7 @@ bench-eval: $(STAMP)
 	$(BIN)/cprs eval --samples 5,3,2 --json runs/eval.json --write BENCHMARKS.md
 
 # HotpotQA alone, on enough documents to read its target from (bench-eval's five 8K cases
-# move it 10 points a fact): ~20 minutes on the 2-core machine.
+# move it 10 points a fact): ~25 minutes on the 2-core machine.
 bench-eval-hotpotqa: $(STAMP)
 	$(BIN)/cprs eval --tasks hotpotqa --samples 100,20,10 --json runs/eval-hotpotqa.json \
 		--write BENCHMARKS.md --section eval-hotpotqa

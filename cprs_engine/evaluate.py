@@ -33,8 +33,15 @@ from pathlib import Path
 TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "kv", "vt", "hotpotqa", "squad")
 METHODS = ("cprs", "rag", "bm25")
 DEFAULT_SEED = 90_210  # evaluation namespace: "cprs-eval:<seed>:...", never used by training
-SECTION = "eval"  # BENCHMARKS.md's markers for `--write`: <!-- eval:start --> ... <!-- eval:end -->
-START, END = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
+SECTION = "eval"  # the BENCHMARKS.md section `--write` replaces by default
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The comments that open and close section `name` of BENCHMARKS.md."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+START, END = markers(SECTION)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,7 +166,7 @@ def markdown_table(summary: list[dict], methods: list[str]) -> str:
 
 def write_section(path: Path, body: str, name: str = SECTION) -> None:
     """Replace the section of `path` marked `name` (or append it; create the file if missing)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end = markers(name)
     block = f"{start}\n{body.rstrip()}\n{end}"
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     if start in old and end in old and old.index(start) < old.index(end):

@@ -129,7 +129,8 @@ def test_write_section_replaces_only_the_marked_block(tmp_path):
     evaluate.write_section(path, "hotpot rerun", "eval-hotpotqa")
     text = path.read_text()
     assert "second" in text and "hotpot rerun" in text and "hotpot run\n" not in text
-    assert text.count("<!-- eval-hotpotqa:start -->") == 1 and text.count(evaluate.START) == 1
+    assert text.count(evaluate.markers("eval-hotpotqa")[0]) == 1
+    assert text.count(evaluate.START) == 1 and evaluate.START == "<!-- eval:start -->"
 
 
 def test_summary_and_table():
