@@ -278,13 +278,10 @@ class Compressor:
         )
         windows = split_windows(context, offsets, self.window_tokens)
         if self.linked_windows:
-            return (
-                ids,
-                offsets,
-                prefix,
-                link_windows(context, offsets, windows, query, self.window_tokens),
-            )
-        return ids, offsets, prefix, as_segments(windows)
+            groups = link_windows(context, offsets, windows, query, self.window_tokens)
+        else:
+            groups = as_segments(windows)
+        return ids, offsets, prefix, groups
 
     def _score(
         self, ids, prefix, windows, tag: str, cancel=None

@@ -75,10 +75,10 @@ def lower_tags(tags: Sequence[int], support: Sequence[float], threshold: float) 
     """Tags with every O token whose `support` (1 - P(O)) reaches `threshold` turned into I.
 
     The argmax keeps a token only where one inside class beats O; a multi-hop fact the critic
-    half-believes (P(O) just above one half, the rest spread over B, I and E) is lost by it. A threshold on the
-    support keeps it, and the unit expansion after it makes it the whole sentence. The same
-    threshold holds everywhere in the document, unlike `extend_weak`'s, which is for the
-    neighbours of kept sentences only.
+    half-believes (P(O) just above one half, the rest spread over B, I and E) is lost by it.
+    A threshold on the support keeps it, and the unit expansion after it makes it the whole
+    sentence. The same threshold holds everywhere in the document, unlike `extend_weak`'s,
+    which is for the neighbours of kept sentences only.
     """
     sup = np.asarray(support, dtype=np.float32)
     out = np.asarray(tags, dtype=np.int8).copy()

@@ -102,13 +102,25 @@ def samples_per_length(spec: str | None, lengths: list[int]) -> list[int]:
     return [vals[min(i, len(vals) - 1)] for i in range(len(lengths))]
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Mean recall/ratio/seconds, the pooled ratio (all cases' context tokens over all their
-    output tokens) and overall tokens/s per (task, length, method).
+def aggregate(rows: list[dict]) -> dict:
+    """Over per-case rows (recall, ratio, context_tokens, output_tokens): mean recall, the share
+    of cases with every fact, the mean of the ratios and the pooled ratio (all context tokens
+    over all output tokens).
 
     The mean of per-case ratios is what one request sees on average; the pooled ratio is what
     a stream of such requests saves. A few documents compressed far more than the rest lift
-    the mean, not the pooled ratio, so the report gives both."""
+    the mean, not the pooled ratio, so the reports give both."""
+    return {
+        "recall": sum(r["recall"] for r in rows) / len(rows),
+        "all": sum(r["recall"] == 1.0 for r in rows) / len(rows),
+        "ratio": sum(r["ratio"] for r in rows) / len(rows),
+        "pooled_ratio": sum(r["context_tokens"] for r in rows)
+        / max(sum(r["output_tokens"] for r in rows), 1),
+    }
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per (task, length, method): `aggregate`, mean seconds and overall tokens/s."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["task"], r["length"], r["method"])].append(r)
@@ -116,16 +128,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     for (task, length, method), rs in groups.items():
         secs = sum(r["seconds"] for r in rs)
         out.append(
-            {
-                "task": task,
-                "length": length,
-                "method": method,
-                "cases": len(rs),
-                "recall": sum(r["recall"] for r in rs) / len(rs),
-                "all": sum(r["recall"] == 1.0 for r in rs) / len(rs),
-                "ratio": sum(r["ratio"] for r in rs) / len(rs),
-                "pooled_ratio": sum(r["context_tokens"] for r in rs)
-                / max(sum(r["output_tokens"] for r in rs), 1),
+            {"task": task, "length": length, "method": method, "cases": len(rs)}
+            | aggregate(rs)
+            | {
                 "seconds": secs / len(rs),
                 "tokens_per_s": sum(r["context_tokens"] for r in rs) / max(secs, 1e-9),
             }

@@ -66,9 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def measure(comp, docs, keeps: list[float | None], weaks: list[float | None]) -> list[dict]:
-    """Mean recall, share of documents with every fact, mean, lowest and pooled ratio
-    (`evaluate.summarize`) per (keep, weak) pair, with `comp`'s own kind of windows."""
-    from cprs_engine.evaluate import recall
+    """`evaluate.aggregate` (recall, documents with every fact, mean and pooled ratio) and the
+    lowest ratio per (keep, weak) pair, with `comp`'s own kind of windows."""
+    from cprs_engine.evaluate import aggregate, recall
 
     scored = []
     for k, ex in enumerate(docs):
@@ -80,21 +80,23 @@ def measure(comp, docs, keeps: list[float | None], weaks: list[float | None]) ->
     for keep in keeps:
         for weak in weaks:
             results = [comp.decode(s, keep_threshold=keep, weak_threshold=weak) for s in scored]
-            recalls = [
-                recall(ex.meta["facts"], r.compressed) for ex, r in zip(docs, results, strict=True)
+            cases = [
+                {
+                    "recall": recall(ex.meta["facts"], r.compressed),
+                    "ratio": r.ratio,
+                    "context_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens,
+                }
+                for ex, r in zip(docs, results, strict=True)
             ]
             rows.append(
                 {
                     "linked_windows": comp.linked_windows,
                     "keep_threshold": OFF if keep is None else keep,
                     "weak_threshold": OFF if weak is None else weak,
-                    "recall": sum(recalls) / len(recalls),
-                    "all": sum(x == 1.0 for x in recalls) / len(recalls),
-                    "ratio": sum(r.ratio for r in results) / len(results),
                     "min_ratio": min(r.ratio for r in results),
-                    "pooled_ratio": sum(r.input_tokens for r in results)
-                    / max(sum(r.output_tokens for r in results), 1),
                 }
+                | aggregate(cases)
             )
     return rows
 
