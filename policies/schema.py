@@ -10,6 +10,7 @@ time, so a bad pattern is a load error, never a request-time one.
     │     └── when: Condition                 model glob, document marker, query regex (all given must match)
     ├── budget_tokens | target_ratio          at most one of the two
     ├── failure_mode: open | closed           what an engine failure does to the request
+    ├── followups: append | requery | stable  how an earlier turn's document serves a new question
     ├── allowed_models: [glob] | None
     └── ab: ABConfig                          share of traffic routed uncompressed, and the bucketing key
 """
@@ -38,6 +39,20 @@ class FailureMode(StrEnum):
 
     OPEN = "open"
     CLOSED = "closed"
+
+
+class Followups(StrEnum):
+    """How a document from an earlier turn serves the question of a later turn.
+
+    `append`: the document stays as it was sent on its own turn (byte-identical prefix); the
+    spans that a compression for the new question adds are put in the latest user message as an
+    excerpt block. `requery`: the document is compressed in place for all the questions asked
+    since it was sent. `stable`: the document keeps the view compressed for its first question.
+    """
+
+    APPEND = "append"
+    REQUERY = "requery"
+    STABLE = "stable"
 
 
 class ABKey(StrEnum):
@@ -134,6 +149,9 @@ class Policy(_Strict):
     budget_tokens: int | None = Field(None, ge=1)  # keep at most this many document tokens
     target_ratio: float | None = Field(None, ge=1)  # 20 -> keep ~1/20 of the document's tokens
     failure_mode: FailureMode = FailureMode.OPEN
+    followups: Followups = Followups.APPEND
+    excerpt_marker: str = "document-excerpt"  # the tag around an appended follow-up excerpt
+    excerpt_min_score: float = Field(0.0, ge=0, le=1)  # appended spans score at least this
     cache_ttl_seconds: int = Field(86400, ge=0)  # 0 = do not cache
     allowed_models: list[str] | None = None  # globs; None = every configured model
     ab: ABConfig = Field(default_factory=ABConfig)
@@ -152,6 +170,13 @@ class Policy(_Strict):
         for m in v:
             if not _MARKER_RE.match(m):
                 raise ValueError(f"marker {m!r} is not a tag name (letters, digits, _ . -)")
+        return v
+
+    @field_validator("excerpt_marker")
+    @classmethod
+    def _excerpt_marker_name(cls, v: str) -> str:
+        if not _MARKER_RE.match(v):
+            raise ValueError(f"excerpt_marker {v!r} is not a tag name (letters, digits, _ . -)")
         return v
 
     @field_validator("allowed_models")

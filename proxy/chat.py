@@ -20,6 +20,7 @@ from policies.ab import assign_arm
 from proxy.compress import compress_documents
 from proxy.detect import find_documents
 from proxy.errors import ModelNotFound, PayloadTooLarge, ProxyError, error_response, sse_error
+from proxy.followups import insert_excerpts
 from proxy.metrics import Metrics, model_label
 from proxy.requestlog import RequestRecord
 from proxy.rewrite import apply, with_model
@@ -52,10 +53,12 @@ class Ctx:
     engine_s: float | None = None
     cache_s: float | None = None
     upstream_s: float | None = None
+    followup: str | None = None  # appended | requeried | stable
+    followup_tokens: int = 0
     finished: bool = False  # metrics and log written
 
     def headers(self) -> dict[str, str]:
-        return {
+        out = {
             "x-cprs-request-id": self.rid,
             "x-cprs-arm": self.arm,
             "x-cprs-compressed": "true" if self.compressed else "false",
@@ -63,6 +66,10 @@ class Ctx:
             "x-cprs-compressed-tokens": str(self.sent),
             "x-cprs-cache": self.cache,
         }
+        if self.followup is not None:
+            out["x-cprs-followup"] = self.followup
+            out["x-cprs-followup-tokens"] = str(self.followup_tokens)
+        return out
 
 
 def client_key(request: Request) -> str | None:
@@ -149,7 +156,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
         comp = await compress_documents(
             state,
             metrics,
-            detection.documents,
+            detection,
             tenant=ctx.tenant,
             policy=policy,
             model=model,
@@ -161,8 +168,9 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
             comp.cache_s,
         )
         ctx.cache, ctx.compressed = comp.cache, bool(comp.replacements)
-        ctx.sent = ctx.original - comp.saved_tokens
-        body = apply(body, comp.replacements)
+        ctx.followup, ctx.followup_tokens = comp.followup, comp.excerpt_tokens
+        ctx.sent = ctx.original - comp.saved_tokens + comp.excerpt_tokens
+        body = insert_excerpts(apply(body, comp.replacements), comp.excerpts)
     body = with_model(body, backend.model)
 
     t = time.perf_counter()
@@ -246,6 +254,7 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
         arm=ctx.arm, compressed=ctx.compressed, cache=ctx.cache, original_tokens=ctx.original,
         sent_tokens=ctx.sent, latency_ms=ms(total), upstream_ms=ms(ctx.upstream_s),
         compress_ms=ms(ctx.compress_s), status=ctx.status, error_type=ctx.error_type, stream=ctx.stream,
+        followup=ctx.followup, followup_tokens=ctx.followup_tokens,
     )  # fmt: skip
     state.request_log.write(record)
     log.info(

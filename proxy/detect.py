@@ -53,12 +53,27 @@ class Document:
     turn: int
 
 
+@dataclass(frozen=True)
+class Question:
+    """The question asked in one turn: the outside-document text of `messages[message]`."""
+
+    turn: int
+    message: int
+    text: str
+
+
 @dataclass
 class Detection:
     documents: list[Document]
     query: str | None  # the latest turn's question
     texts: list[tuple[TextLoc, str]] = field(default_factory=list)  # every message text string
     tokens: int = 0  # all of `texts`, counted once each
+    questions: dict[int, Question] = field(default_factory=dict)  # turn -> its question
+    latest_turn: int = 0
+
+    def later_questions(self, turn: int) -> list[Question]:
+        """The questions of the turns after `turn`, in conversation order."""
+        return [q for t, q in sorted(self.questions.items()) if t > turn]
 
 
 @dataclass
@@ -142,7 +157,8 @@ def find_documents(
             tokens[(loc, 0, len(text))] = n
     _carve_questions(pieces, by_message, count)
 
-    queries = _turn_queries(messages, by_message, pieces, turns)
+    questions = _turn_questions(messages, by_message, pieces, turns)
+    queries = {t: q.text for t, q in questions.items()}
     docs = []
     for p in pieces:
         text = _text_at(by_message, p.loc)[p.start : p.end]
@@ -156,7 +172,8 @@ def find_documents(
             Document(p.loc, p.start, p.end, text, n, p.kind, p.marker, queries.get(p.turn), p.turn)
         )
     latest = max(turns.values(), default=0)
-    return Detection(docs, queries.get(latest), [(loc, t) for loc, _, t in texts], total)
+    texts_out = [(loc, t) for loc, _, t in texts]
+    return Detection(docs, queries.get(latest), texts_out, total, questions, latest)
 
 
 def _turn_of_messages(messages: Sequence) -> dict[int, int]:
@@ -230,16 +247,16 @@ def _outside_text(entries: list[tuple[TextLoc, str]], pieces: list[_Piece]) -> s
     return "\n".join(s.strip() for s in out if s.strip())
 
 
-def _turn_queries(
+def _turn_questions(
     messages: Sequence, by_message: dict, pieces: list[_Piece], turns: dict
-) -> dict[int, str]:
+) -> dict[int, Question]:
     """turn -> the question asked in it (outside-document text of its last user message)."""
-    queries: dict[int, str] = {}
+    questions: dict[int, Question] = {}
     for i in sorted(by_message, reverse=True):
         msg = messages[i]
-        if msg.get("role") != "user" or turns[i] in queries:
+        if msg.get("role") != "user" or turns[i] in questions:
             continue
         text = _outside_text(by_message[i], [p for p in pieces if p.loc.message == i])
         if text:
-            queries[turns[i]] = text[-QUERY_MAX_CHARS:]
-    return queries
+            questions[turns[i]] = Question(turns[i], i, text[-QUERY_MAX_CHARS:])
+    return questions

@@ -82,6 +82,18 @@ class Metrics:
             ("tenant", "outcome"),
             registry=r,
         )
+        self.followups = Counter(
+            "cprs_followups",
+            "requests in which a document from an earlier turn met a new question, by mode",
+            ("tenant", "mode"),
+            registry=r,
+        )
+        self.followup_tokens = Counter(
+            "cprs_followup_tokens",
+            "tokens that follow-up excerpt blocks added to requests (tiktoken)",
+            ("tenant",),
+            registry=r,
+        )
         self.in_flight = Gauge("cprs_requests_in_flight", "chat requests being served", registry=r)
         self.reloads = Counter("cprs_config_reloads", "config reloads", ("result",), registry=r)
 

@@ -3,7 +3,7 @@
 Record (the contract with proxy/abreport.py):
     {"ts", "request_id", "tenant", "policy", "model", "arm", "compressed", "cache",
      "original_tokens", "sent_tokens", "latency_ms", "upstream_ms", "compress_ms",
-     "status", "error_type", "stream"}
+     "status", "error_type", "stream", "followup", "followup_tokens"}
 No message text, no keys: only counts, names and timings. Each line is one `write` to the file
 opened in append mode for that line, so concurrent replicas appending to one file on a local
 filesystem do not interleave lines, and a rotated-away log (logrotate) is recreated at once.
@@ -38,6 +38,8 @@ class RequestRecord:
     status: int
     error_type: str | None
     stream: bool
+    followup: str | None = None  # appended | requeried | stable (proxy/followups.py)
+    followup_tokens: int = 0
 
 
 class RequestLog:

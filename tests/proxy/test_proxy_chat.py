@@ -147,7 +147,8 @@ def test_concurrent_identical_requests_compress_once(make_app, backend):
 
 
 def test_multi_turn_earlier_documents_stay_identical(make_app, backend):
-    app, engine = make_app()
+    cfg = base_config(policies={"default": {"threshold_tokens": 300, "followups": "stable"}})
+    app, engine = make_app(cfg)
     turn1 = chat_body()
     call(app, "POST", "/v1/chat/completions", json=turn1)
     turn2 = copy.deepcopy(turn1)
