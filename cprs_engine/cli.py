@@ -15,6 +15,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("train", "cprs_engine.train", "train the default critic (resumable)"),
     ("tune", "cprs_engine.tune", "choose the critic's decoding settings on training data"),
     ("eval", "cprs_engine.evaluate", "recall / ratio / latency against RAG and BM25"),
+    ("eval-followups", "proxy.followup_eval", "follow-up questions through the proxy, per mode"),
     ("ab-report", "proxy.abreport", "summarise A/B arms: requests, tokens, latency, errors"),
 ]
 
