@@ -151,7 +151,6 @@ class Policy(_Strict):
     failure_mode: FailureMode = FailureMode.OPEN
     followups: Followups = Followups.APPEND
     excerpt_marker: str = "document-excerpt"  # the tag around an appended follow-up excerpt
-    excerpt_min_score: float = Field(0.0, ge=0, le=1)  # appended spans score at least this
     cache_ttl_seconds: int = Field(86400, ge=0)  # 0 = do not cache
     allowed_models: list[str] | None = None  # globs; None = every configured model
     ab: ABConfig = Field(default_factory=ABConfig)

@@ -156,7 +156,7 @@ async def _append_excerpts(
             result = _settle(by_job[(id(doc), q.turn)], out, metrics, tenant=tenant, policy=policy)
             if result is None:
                 continue
-            pieces = new_pieces(result.spans, covered, min_score=policy.excerpt_min_score)
+            pieces = new_pieces(result.spans, covered)
             if not pieces:
                 continue
             covered.extend((p.start, p.end) for p in pieces)

@@ -16,7 +16,9 @@ The query: messages are split into turns at assistant messages. A document's que
 outside all documents in the last user message of the turn it appears in (walking back through
 that turn's user messages if the last one holds none). So a document in an earlier turn keeps the
 query it had when it was first sent, compresses identically on every later turn, hits the cache,
-and keeps the providers' prompt caches warm. System documents belong to the first turn.
+and keeps the providers' prompt caches warm. System documents belong to the first turn. Every
+turn's question is kept too (`Detection.questions`), with the message it was read from, so the
+policy's `followups` can serve later questions about earlier documents (proxy/followups.py).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ it was sent in (its "view"); what happens when a later turn asks something else:
              the bytes the previous turn's request carried, and providers' prompt caches hold.
 
 Excerpt text is exact substrings of the client's own document, joined like the view (the
-granularity's separator). Pieces whose span scores below the policy's `excerpt_min_score` are
-left out, so a question the document cannot answer adds nothing, or very little.
+granularity's separator). No score threshold filters it: the critic's span scores do not rank
+answer sentences above the rest of a view (see docs/proxy.md), so a threshold would drop answers.
 
 Pure functions over parsed messages and spans; nothing here mutates the client's object.
 """
@@ -42,19 +42,14 @@ def requery_text(doc: Document, detection: Detection) -> str | None:
     return QUESTION_JOINER.join([doc.query, *later])
 
 
-def new_pieces(
-    spans: Sequence[Span], covered: Iterable[tuple[int, int]], *, min_score: float = 0.0
-) -> list[Span]:
+def new_pieces(spans: Sequence[Span], covered: Iterable[tuple[int, int]]) -> list[Span]:
     """The parts of `spans` outside every `covered` char range, in document order.
 
     A span that the covered ranges cut is kept in pieces (each still an exact substring, trimmed
-    of surrounding whitespace); pieces with no letter or digit are dropped, as are spans scoring
-    below `min_score`."""
+    of surrounding whitespace); pieces with no letter or digit are dropped."""
     ranges = sorted(covered)
     out: list[Span] = []
     for s in sorted(spans, key=lambda s: s.start):
-        if s.score < min_score:
-            continue
         pos = s.start
         for a, b in ranges:
             if b <= pos or a >= s.end:

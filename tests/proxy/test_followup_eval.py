@@ -33,8 +33,8 @@ def conversation() -> Conversation:
     return Conversation("hand", ". ".join(filler), turns, (0,))
 
 
-def rows_for(modes: str, min_scores: str = "0") -> list[dict]:
-    variants = _variants(SimpleNamespace(modes=modes, min_scores=min_scores))
+def rows_for(modes: str) -> list[dict]:
+    variants = _variants(SimpleNamespace(modes=modes))
     cache = CompressionCache.from_settings(None)
     out = asyncio.run(conversation_rows(conversation(), QueryWordEngine(), cache, variants))
     return [r | {"length": 8192, "source": "hand", "case": 0} for r in out]

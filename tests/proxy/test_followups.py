@@ -39,11 +39,6 @@ def test_overlapping_covered_ranges_and_punctuation_leftovers():
     assert got == []  # only "." is left
 
 
-def test_min_score_drops_weak_spans():
-    got = new_pieces([span(*at("Alpha"), 0.2), span(*at("Delta"), 0.8)], [], min_score=0.5)
-    assert [p.text for p in got] == ["Delta four."]
-
-
 def test_excerpt_block_joins_like_the_view():
     pieces = [span(*at("Alpha")), span(*at("Gamma"))]
     block = excerpt_block(pieces, marker="document-excerpt", granularity="sentence")

@@ -118,22 +118,6 @@ def test_a_question_not_about_the_document_adds_nothing(make_app, backend):
     assert backend.bodies[-1]["messages"][-1] == {"role": "user", "content": OFF_TOPIC}
 
 
-def test_excerpt_min_score_leaves_out_weak_spans(make_app, backend):
-    app, _ = make_app(config("append", excerpt_min_score=1.0))
-    send(app, turn(2))
-    assert "<document-excerpt>" in backend.bodies[-1]["messages"][-1]["content"]
-
-    class Weak(QueryWordEngine):
-        async def compress(self, query, context, **kw):
-            res = await super().compress(query, context, **kw)
-            res.spans = [type(s)(s.start, s.end, s.text, 0.5) for s in res.spans]
-            return res
-
-    app, _ = make_app(config("append", excerpt_min_score=0.9), engine=Weak())
-    r = send(app, turn(2))
-    assert r.headers["x-cprs-followup-tokens"] == "0"
-
-
 def test_list_content_gets_the_excerpt_as_its_first_part(make_app, backend):
     app, _ = make_app(config("append"))
     body = turn(2, parts=True)
