@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint bench bench-engine bench-eval bench-eval-hotpotqa bench-proxy train clean
+.PHONY: install run test lint bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy train clean
 
 install: $(STAMP)
 
@@ -34,7 +34,7 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
-bench: bench-engine bench-eval bench-eval-hotpotqa bench-proxy
+bench: bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_bench --repeat 3 --write BENCHMARKS.md
@@ -47,6 +47,12 @@ bench-eval: $(STAMP)
 bench-eval-hotpotqa: $(STAMP)
 	$(BIN)/cprs eval --tasks hotpotqa --samples 100,20,10 --json runs/eval-hotpotqa.json \
 		--write BENCHMARKS.md --section eval-hotpotqa
+
+# Follow-up questions through the proxy, per `followups` mode (reserved SQuAD and HotpotQA
+# conversations of 3 questions, at 8K and 32K tokens).
+bench-followups: $(STAMP)
+	$(BIN)/cprs eval-followups --lengths 8192,32768 --samples 5,1 --json runs/eval-followups.json \
+		--write BENCHMARKS.md
 
 # LiteLLM's own proxy, for the side-by-side run, lives in its own venv (never in .venv).
 LITELLM_VENV := .venv-litellm
