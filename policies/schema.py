@@ -10,6 +10,8 @@ time, so a bad pattern is a load error, never a request-time one.
     │     └── when: Condition                 model glob, document marker, query regex (all given must match)
     ├── budget_tokens | target_ratio          at most one of the two
     ├── failure_mode: open | closed           what an engine failure does to the request
+    ├── max_wait_ms / background_fill         how long a request waits for a cache miss, and
+    │                                         whether the compression then goes on without it
     ├── allowed_models: [glob] | None
     └── ab: ABConfig                          share of traffic routed uncompressed, and the bucketing key
 """
@@ -134,6 +136,10 @@ class Policy(_Strict):
     budget_tokens: int | None = Field(None, ge=1)  # keep at most this many document tokens
     target_ratio: float | None = Field(None, ge=1)  # 20 -> keep ~1/20 of the document's tokens
     failure_mode: FailureMode = FailureMode.OPEN
+    # On a cache miss, wait at most this long for the compression (0 = never wait, null = up
+    # to engine.timeout_s); a document predicted to take longer is not waited for at all.
+    max_wait_ms: int | None = Field(10000, ge=0)
+    background_fill: bool = True  # a compression not waited for goes on and fills the cache
     cache_ttl_seconds: int = Field(86400, ge=0)  # 0 = do not cache
     allowed_models: list[str] | None = None  # globs; None = every configured model
     ab: ABConfig = Field(default_factory=ABConfig)
@@ -186,6 +192,13 @@ def budget_for(policy: Policy, doc_tokens: int) -> int | None:
     if policy.target_ratio is not None:
         return max(1, math.ceil(doc_tokens / policy.target_ratio))
     return None
+
+
+def wait_seconds(policy: Policy, timeout_s: float) -> float:
+    """How long a request under `policy` waits for a compression, never over `timeout_s`."""
+    if policy.max_wait_ms is None:
+        return timeout_s
+    return min(policy.max_wait_ms / 1000, timeout_s)
 
 
 def _check_prompt(v: str | None) -> str | None:

@@ -42,6 +42,7 @@ class Ctx:
     arm: str = "compress"
     compressed: bool = False
     cache: str = "off"
+    skipped: list[str] | None = None  # why each uncompressed document went as sent
     original: int = 0
     sent: int = 0
     stream: bool = False
@@ -55,7 +56,7 @@ class Ctx:
     finished: bool = False  # metrics and log written
 
     def headers(self) -> dict[str, str]:
-        return {
+        out = {
             "x-cprs-request-id": self.rid,
             "x-cprs-arm": self.arm,
             "x-cprs-compressed": "true" if self.compressed else "false",
@@ -63,6 +64,9 @@ class Ctx:
             "x-cprs-compressed-tokens": str(self.sent),
             "x-cprs-cache": self.cache,
         }
+        if self.skipped:
+            out["x-cprs-skipped"] = ",".join(self.skipped)
+        return out
 
 
 def client_key(request: Request) -> str | None:
@@ -144,6 +148,9 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     ctx.original = detection.tokens
     ctx.detect_s = time.perf_counter() - t
     ctx.sent = ctx.original
+    if ctx.arm != "compress" and detection.documents:
+        ctx.skipped = ["control_arm"] * len(detection.documents)
+        metrics.skipped.labels(ctx.tenant, "control_arm").inc(len(detection.documents))
     if ctx.arm == "compress" and detection.documents:
         t = time.perf_counter()
         comp = await compress_documents(
@@ -161,6 +168,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
             comp.cache_s,
         )
         ctx.cache, ctx.compressed = comp.cache, bool(comp.replacements)
+        ctx.skipped = comp.skipped
         ctx.sent = ctx.original - comp.saved_tokens
         body = apply(body, comp.replacements)
     body = with_model(body, backend.model)
@@ -246,12 +254,14 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
         arm=ctx.arm, compressed=ctx.compressed, cache=ctx.cache, original_tokens=ctx.original,
         sent_tokens=ctx.sent, latency_ms=ms(total), upstream_ms=ms(ctx.upstream_s),
         compress_ms=ms(ctx.compress_s), status=ctx.status, error_type=ctx.error_type, stream=ctx.stream,
+        skipped=ctx.skipped or None,
     )  # fmt: skip
     state.request_log.write(record)
     log.info(
-        "chat %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s",
+        "chat %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s%s",
         ctx.rid, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
         ctx.original, ctx.sent, total * 1000, f" error={ctx.error_type}" if ctx.error_type else "",
+        f" skipped={','.join(ctx.skipped)}" if ctx.skipped else "",
     )  # fmt: skip
 
 

@@ -1,11 +1,18 @@
-"""Compress the documents a detection found, through the cache, under the policy's failure mode.
+"""Compress the documents a detection found, through the cache, within the policy's budget.
 
-Per document: policy rules pick granularity/prompt (per document, so a marker-specific rule
-applies to that document only), the cache is asked (single flight per key), and on a miss the
-engine runs under `engine.timeout_s`. Any failure (timeout, engine error, engine refusing the
-input, no question found) leaves that document as it was when failure_mode is open, and raises
-an OpenAI-format error when it is closed. A compression that is empty or not shorter than the
-original is not applied either: the backend then sees the document as the client sent it.
+Per document (`compress_one`, which takes the query as an argument): policy rules pick
+granularity/prompt (per document, so a marker-specific rule applies to that document only), the
+cache is asked (single flight per key), and on a miss the request waits for the engine at most
+the policy's `max_wait_ms` (proxy/background.py): a document the engine predicts to take longer
+is not waited for at all, and a compression not done in time goes on in the background and
+fills the cache for the next request (`background_fill`). A failure_mode: closed policy waits up
+to `engine.timeout_s`, as a compression it cannot do without.
+
+Any document left uncompressed carries a reason, for the `x-cprs-skipped` header, the request
+log and the metrics: over_budget, timeout, engine_loading, engine_error, no_query, not_shorter
+(the compression was empty or not shorter than the original; the backend then sees the document
+as the client sent it). An engine failure leaves that document as it was when failure_mode is
+open, and raises an OpenAI-format error when it is closed.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from dataclasses import dataclass, field
 from cprs_engine.errors import ContextTooLong as EngineContextTooLong
 from cprs_engine.errors import CPRSError, InvalidInput
 from cprs_engine.prompts import resolve
+from cprs_engine.result import CompressionResult
 from policies.rules import choose
-from policies.schema import FailureMode, Policy, budget_for
+from policies.schema import FailureMode, Policy, budget_for, wait_seconds
+from proxy.background import wait
 from proxy.cache import cache_key
 from proxy.detect import Document
 from proxy.errors import CompressionFailed, CompressionTimeout, ContextTooLong, MissingQuery
@@ -32,9 +41,21 @@ from proxy.tokens import TokenCounter
 class Compression:
     replacements: list[Replacement] = field(default_factory=list)
     saved_tokens: int = 0  # document tokens removed (tiktoken)
-    cache: str = "off"  # hit | miss | off, for the header and the log
+    cache: str = "off"  # hit | miss | pending | off, for the header and the log
+    skipped: list[str] = field(default_factory=list)  # one reason per uncompressed document
     engine_s: float = 0.0
     cache_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One document: its compressed text, or None and why not."""
+
+    text: str | None
+    cache: str  # hit | miss | pending | off
+    skipped: str | None = None
+    engine_s: float = 0.0
+    total_s: float = 0.0
 
 
 async def compress_documents(
@@ -51,7 +72,10 @@ async def compress_documents(
     if not docs:
         return out
     results = await asyncio.gather(
-        *(_one(state, metrics, d, tenant=tenant, policy=policy, model=model) for d in docs),
+        *(
+            compress_one(state, metrics, d, d.query, tenant=tenant, policy=policy, model=model)
+            for d in docs
+        ),
         return_exceptions=True,
     )
     statuses = []
@@ -64,72 +88,114 @@ async def compress_documents(
             metrics.documents.labels(tenant, kind).inc()
             if policy.failure_mode == FailureMode.CLOSED:
                 raise _closed_error(res) from res
-            continue
-        text, status, engine_s, total_s = res
-        out.engine_s += engine_s
-        out.cache_s += max(0.0, total_s - engine_s)
-        if status != "off":
-            statuses.append(status)
-            metrics.cache.labels(tenant, status).inc()
-        sent = counter.count(text) if text.strip() else None
-        if sent is None or sent >= doc.tokens:
+            res = Outcome(None, "off" if kind == "missing_query" else "miss", _reason(state, res))
+        out.engine_s += res.engine_s
+        out.cache_s += max(0.0, res.total_s - res.engine_s)
+        if res.cache != "off":
+            statuses.append(res.cache)
+            metrics.cache.labels(tenant, res.cache).inc()
+        skipped = res.skipped
+        if res.text is not None:
+            sent = counter.count(res.text) if res.text.strip() else None
+            if sent is not None and sent < doc.tokens:
+                metrics.documents.labels(tenant, "compressed").inc()
+                out.replacements.append(Replacement(doc, res.text))
+                out.saved_tokens += doc.tokens - sent
+                continue
+            skipped = "not_shorter"
             metrics.documents.labels(tenant, "not_shorter").inc()
-            continue
-        metrics.documents.labels(tenant, "compressed").inc()
-        out.replacements.append(Replacement(doc, text))
-        out.saved_tokens += doc.tokens - sent
-    if statuses:
-        out.cache = "miss" if "miss" in statuses else "hit"
+        if skipped is not None:
+            out.skipped.append(skipped)
+            metrics.skipped.labels(tenant, skipped).inc()
+    for status in ("pending", "miss", "hit"):
+        if status in statuses:
+            out.cache = status
+            break
     return out
 
 
-async def _one(
-    state: AppState, metrics: Metrics, doc: Document, *, tenant: str, policy: Policy, model: str
-) -> tuple[str, str, float, float]:
-    """(compressed text, cache status, engine seconds, total seconds) for one document."""
-    if doc.query is None:
+async def compress_one(
+    state: AppState,
+    metrics: Metrics,
+    doc: Document,
+    query: str | None,
+    *,
+    tenant: str,
+    policy: Policy,
+    model: str,
+) -> Outcome:
+    """One document against `query`: from the cache, or the engine within the policy's budget.
+    Raises the engine's errors (and MissingQuery); the caller applies the failure mode."""
+    if query is None:
         raise MissingQuery(
             "A document in the request must be compressed, but no question was found outside it "
             "(put the question in the last user message, outside the document markers)."
         )
-    choice = choose(
-        policy, model=model, query=doc.query, markers={doc.marker} if doc.marker else set()
-    )
+    choice = choose(policy, model=model, query=query, markers={doc.marker} if doc.marker else set())
     prompt = resolve(choice.granularity, prompt=choice.prompt, instruction=choice.instruction)
     budget = budget_for(policy, doc.tokens)
     engine = state.engine
     key = cache_key(
         tenant=tenant,
         engine_version=engine.engine_version,
-        query=doc.query,
+        query=query,
         context=doc.text,
         granularity=prompt.granularity,
         prompt_text=prompt.text,
         budget_tokens=budget,
     )
     timing = {"engine": 0.0}
+    settings = state.config.engine
+    closed = policy.failure_mode == FailureMode.CLOSED
+    wait_s = settings.timeout_s if closed else wait_seconds(policy, settings.timeout_s)
+    predict_s = getattr(engine, "predict_s", None)
 
-    async def compute():
+    async def run(control) -> CompressionResult:
         t = time.perf_counter()
         try:
-            async with asyncio.timeout(state.config.engine.timeout_s):
-                return await engine.compress(
-                    doc.query,
-                    doc.text,
-                    granularity=prompt.granularity,
-                    prompt=choice.prompt,
-                    instruction=choice.instruction,
-                    budget_tokens=budget,
-                )
+            return await engine.compress(
+                query,
+                doc.text,
+                granularity=prompt.granularity,
+                prompt=choice.prompt,
+                instruction=choice.instruction,
+                budget_tokens=budget,
+                control=control,
+            )
         finally:
             timing["engine"] = time.perf_counter() - t
 
     t0 = time.perf_counter()
-    result, status = await state.cache.get_or_compute(key, compute, state.cache_ttl(policy))
+    got = await wait(
+        state.background,
+        state.cache,
+        key,
+        run,
+        ttl=state.cache_ttl(policy),
+        wait_s=wait_s,
+        fill=policy.background_fill and not closed,
+        cap_s=settings.timeout_s,
+        predict=lambda: None if closed or predict_s is None else predict_s(len(doc.text)),
+    )
     total = time.perf_counter() - t0
-    if result.ratio > 0:
-        metrics.ratio.labels(tenant, model_label(model)).observe(result.ratio)
-    return result.compressed, status, timing["engine"], total
+    if got.result is None:
+        if closed:
+            raise TimeoutError("compression not done within engine.timeout_s")
+        return Outcome(None, got.cache, got.skipped, min(timing["engine"], total), total)
+    if got.result.ratio > 0:
+        metrics.ratio.labels(tenant, model_label(model)).observe(got.result.ratio)
+    return Outcome(got.result.compressed, got.cache, None, min(timing["engine"], total), total)
+
+
+def _reason(state: AppState, exc: Exception) -> str:
+    """The x-cprs-skipped reason for a document whose compression raised `exc`."""
+    if isinstance(exc, MissingQuery):
+        return "no_query"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if not state.engine.ready()[0]:
+        return "engine_loading"
+    return "engine_error"
 
 
 def _kind(exc: Exception) -> str:

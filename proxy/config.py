@@ -84,6 +84,8 @@ class EngineSettings(_Strict):
     timeout_s: float = Field(30.0, gt=0)  # per compression; slower -> failure_mode decides
     workers: int = Field(1, ge=1, le=16)  # local: compressions running at once
     health_interval_s: float = Field(5.0, gt=0)  # remote: seconds between /readyz probes
+    background_queue: int = Field(64, ge=0)  # compressions nobody waits for; more are dropped
+    background_timeout_s: float = Field(600.0, gt=0)  # cap on one background compression
 
     @model_validator(mode="after")
     def _urls_for_remote(self) -> EngineSettings:

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -32,6 +31,7 @@ from cprs_engine.errors import (
     InvalidInput,
 )
 from cprs_engine.result import CompressionResult
+from cprs_engine.scheduler import Control, Throughput
 from proxy.config import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,12 @@ class Engine(Protocol):
         prompt: str | None = None,
         instruction: str | None = None,
         budget_tokens: int | None = None,
+        control: Control | None = None,
     ) -> CompressionResult: ...
+
+    # Optional: seconds this engine expects to need for a context of `chars` characters, now
+    # (None: no estimate yet). Requests skip waiting for what is predicted over their budget.
+    # def predict_s(self, chars: int) -> float | None: ...
 
 
 class LocalEngine:
@@ -68,6 +73,7 @@ class LocalEngine:
         self._error: str | None = None
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="cprs-engine")
         self._load_task: asyncio.Future | None = None
+        self.throughput = Throughput()
 
     def ready(self) -> tuple[bool, str]:
         if self._compressor is not None:
@@ -104,8 +110,19 @@ class LocalEngine:
         self._compressor = compressor
         log.info("compression engine ready (%s)", self.engine_version)
 
+    def predict_s(self, chars: int) -> float | None:
+        return self.throughput.predict_s(chars)
+
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        control: Control | None = None,
     ):
         if self._compressor is None:
             raise (CheckpointNotFound if self._error else EngineFailure)(
@@ -113,11 +130,12 @@ class LocalEngine:
             )
         loop = asyncio.get_running_loop()
         fn = self._compressor.compress
-        stop = threading.Event()  # set when this call is abandoned: the worker stops early
+        control = control or Control()
+        stop = control.cancel  # set when this call is abandoned: the worker stops early
 
         def work() -> CompressionResult:
             try:
-                return fn(
+                result = fn(
                     query,
                     context,
                     granularity=granularity,
@@ -126,6 +144,9 @@ class LocalEngine:
                     prompt=prompt,
                     cancel=stop,
                 )
+                seconds = result.timings.get("model", 0.0) if result.timings else 0.0
+                self.throughput.record(result.input_tokens, seconds, len(context))
+                return result
             except CPRSError:
                 raise
             except Exception as exc:  # torch/runtime errors become the engine's own
@@ -211,7 +232,15 @@ class RemoteEngines:
         return sorted(rotated, key=lambda r: r.in_flight)  # stable: ties keep round-robin order
 
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        control: Control | None = None,
     ):
         import httpx
 

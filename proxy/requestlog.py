@@ -3,7 +3,8 @@
 Record (the contract with proxy/abreport.py):
     {"ts", "request_id", "tenant", "policy", "model", "arm", "compressed", "cache",
      "original_tokens", "sent_tokens", "latency_ms", "upstream_ms", "compress_ms",
-     "status", "error_type", "stream"}
+     "status", "error_type", "stream", "skipped"}
+(`skipped`: the reason each uncompressed document went as sent, as in x-cprs-skipped, or null.)
 No message text, no keys: only counts, names and timings. Each line is one `write` to the file
 opened in append mode for that line, so concurrent replicas appending to one file on a local
 filesystem do not interleave lines, and a rotated-away log (logrotate) is recreated at once.
@@ -38,6 +39,7 @@ class RequestRecord:
     status: int
     error_type: str | None
     stream: bool
+    skipped: list[str] | None = None
 
 
 class RequestLog:

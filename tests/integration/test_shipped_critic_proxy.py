@@ -25,7 +25,11 @@ def document() -> str:
 
 def test_the_backend_gets_the_needle_and_the_question_in_far_fewer_tokens(fake_backend, sdk):
     doc = document()
-    cfg = proxy_config(fake_backend.url, engine={"timeout_s": 300})
+    cfg = proxy_config(
+        fake_backend.url,
+        engine={"timeout_s": 300},
+        policies={"default": {"threshold_tokens": 300, "max_wait_ms": None}},  # wait it out
+    )
     with running_proxy(cfg, LocalEngine(EngineSettings(timeout_s=300))) as (url, _):
         deadline = time.time() + 240
         while httpx.get(url + "/readyz").status_code != 200:
