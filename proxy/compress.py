@@ -40,6 +40,7 @@ from proxy.tokens import TokenCounter
 @dataclass
 class Compression:
     replacements: list[Replacement] = field(default_factory=list)
+    results: list[CompressionResult | None] = field(default_factory=list)  # one per replacement
     saved_tokens: int = 0  # document tokens removed (tiktoken)
     cache: str = "off"  # hit | miss | pending | off, for the header and the log
     skipped: list[str] = field(default_factory=list)  # one reason per uncompressed document
@@ -56,6 +57,7 @@ class Outcome:
     skipped: str | None = None
     engine_s: float = 0.0
     total_s: float = 0.0
+    result: CompressionResult | None = None  # with spans and timings, when there is one
 
 
 async def compress_documents(
@@ -100,6 +102,7 @@ async def compress_documents(
             if sent is not None and sent < doc.tokens:
                 metrics.documents.labels(tenant, "compressed").inc()
                 out.replacements.append(Replacement(doc, res.text))
+                out.results.append(res.result)
                 out.saved_tokens += doc.tokens - sent
                 continue
             skipped = "not_shorter"
@@ -184,7 +187,8 @@ async def compress_one(
         return Outcome(None, got.cache, got.skipped, min(timing["engine"], total), total)
     if got.result.ratio > 0:
         metrics.ratio.labels(tenant, model_label(model)).observe(got.result.ratio)
-    return Outcome(got.result.compressed, got.cache, None, min(timing["engine"], total), total)
+    engine_s = min(timing["engine"], total)
+    return Outcome(got.result.compressed, got.cache, None, engine_s, total, got.result)
 
 
 def _reason(state: AppState, exc: Exception) -> str:
