@@ -75,8 +75,8 @@ class Background:
 
     def join(self, key: str) -> Flight:
         flight = self._flights.get(key)
-        if flight is None:
-            flight = self._flights[key] = Flight(key)
+        if flight is None or (flight.task is not None and flight.task.done()):
+            flight = self._flights[key] = Flight(key)  # a finished one's result is in the cache
         flight.waiters += 1
         flight.control.background = False
         return flight
@@ -176,6 +176,7 @@ async def wait(
     over_budget). Engine
     errors propagate to the caller, as from `get_or_compute`.
     """
+    fill = fill and cache.enabled  # with no cache there is nothing to fill
     flight = background.join(key)
 
     async def compute() -> CompressionResult:
@@ -206,7 +207,8 @@ async def wait(
         reason = "over_budget" if over else "timeout"
         left = True
         pending = background.leave(flight, fill=fill)
-        return Waited(None, "pending" if pending else "miss", reason)
+        status = "pending" if pending else "miss" if cache.enabled else "off"
+        return Waited(None, status, reason)
     finally:
         if not waiter.done():
             waiter.cancel()

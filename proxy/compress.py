@@ -90,7 +90,8 @@ async def compress_documents(
             metrics.documents.labels(tenant, kind).inc()
             if policy.failure_mode == FailureMode.CLOSED:
                 raise _closed_error(res) from res
-            res = Outcome(None, "off" if kind == "missing_query" else "miss", _reason(state, res))
+            consulted = state.cache.enabled and kind != "missing_query"
+            res = Outcome(None, "miss" if consulted else "off", _reason(state, res))
         out.engine_s += res.engine_s
         out.cache_s += max(0.0, res.total_s - res.engine_s)
         if res.cache != "off":

@@ -340,3 +340,16 @@ def test_reasons_are_per_document_in_order(make_app):
         assert r.headers["x-cprs-cache"] == "pending"
 
     run(app, scenario)
+
+
+def test_with_the_cache_off_nothing_is_filled_and_the_work_stops(make_app):
+    engine = SlowEngine(steps=50)
+    app, _ = make_app(config({"max_wait_ms": 50}, cache={"enabled": False}), engine=engine)
+
+    async def scenario(c):
+        r = await post(c, body())
+        assert (r.headers["x-cprs-cache"], r.headers["x-cprs-skipped"]) == ("off", "timeout")
+        await until(lambda: engine.cancelled == 1)
+        assert app.state.holder.current.background.depth == 0
+
+    run(app, scenario)
