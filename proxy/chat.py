@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from policies.ab import assign_arm
 from proxy.compress import compress_documents
-from proxy.detect import find_documents
+from proxy.detect import find_for_policy
 from proxy.errors import ModelNotFound, PayloadTooLarge, ProxyError, error_response, sse_error
 from proxy.metrics import Metrics, model_label
 from proxy.requestlog import RequestRecord
@@ -133,14 +133,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     counter = TokenCounter(backend.model)
 
     def detect():
-        return find_documents(
-            body["messages"],
-            markers=policy.markers,
-            threshold_tokens=policy.threshold_tokens,
-            system_min_tokens=policy.effective_system_min_tokens,
-            compress_user_parts=policy.compress_user_parts,
-            count=counter.count,
-        )
+        return find_for_policy(body["messages"], policy, counter.count)
 
     t = time.perf_counter()
     big = len(raw) > THREAD_OVER_CHARS

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from policies.schema import Policy
 from proxy.chat import client_key, read_body
 from proxy.compress import compress_documents
-from proxy.detect import Document, TextLoc, find_documents
+from proxy.detect import Document, TextLoc, find_for_policy
 from proxy.errors import InvalidRequest, ModelNotFound
 from proxy.metrics import Metrics
 from proxy.rewrite import apply
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 async def handle_compress(request: Request, holder: StateHolder, metrics: Metrics):
     state = holder.current
-    tenant, policy = state.authenticate(client_key(request))
+    key = client_key(request)
+    tenant, policy = state.authenticate(key)
     body = parse_body(await read_body(request, state.config.server.max_body_bytes))
     wait = body.get("wait", True)
     if not isinstance(wait, bool):
@@ -52,11 +53,10 @@ async def handle_compress(request: Request, holder: StateHolder, metrics: Metric
             "background_fill": policy.background_fill or not wait,
         }
     )
-    model = body.get("model")
     if "messages" in body:
-        out = await _messages(state, metrics, body, tenant=tenant, policy=policy)
+        out = await _messages(state, metrics, body, tenant=tenant, policy=policy, key=key)
     elif "context" in body:
-        out = await _context(state, metrics, body, tenant=tenant, policy=policy, model=model)
+        out = await _context(state, metrics, body, tenant=tenant, policy=policy, key=key)
     else:
         raise InvalidRequest(
             "Send a chat body {model, messages} or {query, context}.", param="messages"
@@ -74,23 +74,19 @@ def _model(state, policy: Policy, model: Any, *, required: bool) -> str:
     return model
 
 
-def _counter(state, model: str) -> TokenCounter:
-    route = state.router.match(model) if model else None
-    return TokenCounter(route.model.replace("*", model) if route else model)
+def _counter(state, model: str, api_key: str | None) -> TokenCounter:
+    """The tokenizer chat would count with for `model`, so documents get the same cache keys."""
+    if not model:
+        return TokenCounter("")
+    backend = state.router.resolve(state.router.match(model), model, api_key)
+    return TokenCounter(backend.model)
 
 
-async def _messages(state, metrics, body: dict, *, tenant: str, policy: Policy) -> dict:
+async def _messages(state, metrics, body: dict, *, tenant: str, policy: Policy, key) -> dict:
     check_chat(body)
     model = _model(state, policy, body["model"], required=True)
-    counter = _counter(state, model)
-    detection = find_documents(
-        body["messages"],
-        markers=policy.markers,
-        threshold_tokens=policy.threshold_tokens,
-        system_min_tokens=policy.effective_system_min_tokens,
-        compress_user_parts=policy.compress_user_parts,
-        count=counter.count,
-    )
+    counter = _counter(state, model, key)
+    detection = find_for_policy(body["messages"], policy, counter.count)
     comp = await compress_documents(
         state, metrics, detection.documents, tenant=tenant, policy=policy, model=model,
         counter=counter,
@@ -107,7 +103,7 @@ async def _messages(state, metrics, body: dict, *, tenant: str, policy: Policy) 
     }
 
 
-async def _context(state, metrics, body: dict, *, tenant: str, policy: Policy, model) -> dict:
+async def _context(state, metrics, body: dict, *, tenant: str, policy: Policy, key) -> dict:
     query, context = body.get("query"), body.get("context")
     for name, value in (("query", query), ("context", context)):
         if not isinstance(value, str) or not value.strip():
@@ -119,8 +115,8 @@ async def _context(state, metrics, body: dict, *, tenant: str, policy: Policy, m
                 "'granularity' must be keyword, sentence or paragraph.", param="granularity"
             )
         policy = policy.model_copy(update={"granularity": granularity, "rules": []})
-    model = _model(state, policy, model, required=False)
-    counter = _counter(state, model)
+    model = _model(state, policy, body.get("model"), required=False)
+    counter = _counter(state, model, key)
     tokens = counter.count(context)
     doc = Document(TextLoc(0, None), 0, len(context), context, tokens, "context", None, query, 0)
     comp = await compress_documents(

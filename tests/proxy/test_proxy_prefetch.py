@@ -20,7 +20,10 @@ def chat_body(**extra) -> dict:
 
 
 def test_a_chat_body_comes_back_compressed_and_fills_the_cache_for_chat(make_app, backend):
-    app, engine = make_app()
+    # a target ratio puts the document's token count in the cache key: prefetch must count as chat
+    app, engine = make_app(
+        base_config(policies={"default": {"threshold_tokens": 300, "target_ratio": 5}})
+    )
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
