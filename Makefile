@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy train clean
+.PHONY: install run test lint bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency train clean
 
 install: $(STAMP)
 
@@ -34,7 +34,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
-bench: bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy
+bench: bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency
+
+
+# The latency budget on the shipped critic (issue 13): ~10 minutes on the 2-core machine.
+bench-latency: $(STAMP)
+	$(BIN)/python -m benchmarks.latency_bench --write BENCHMARKS.md
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_bench --repeat 3 --write BENCHMARKS.md

@@ -84,6 +84,23 @@ class Scored:
     timings: dict[str, float]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One document ready for the model: its tokens, prefix and windows (`Compressor.plan`)."""
+
+    context: str
+    granularity: str
+    tag: str  # the control prompt's tag word, scored by the critic
+    ids: np.ndarray
+    offsets: np.ndarray
+    prefix: list[int]  # control prompt + query, before every window
+    windows: list[Segments]
+    tokenize_s: float
+
+    def empty_outputs(self) -> Outputs:
+        return Outputs.empty(len(self.ids))
+
+
 def build_prefix(control_prompt: str, query: str) -> str:
     """The reference input template, everything before the context window."""
     return (
@@ -211,6 +228,23 @@ class Compressor:
         cancel=None,
     ) -> Scored:
         """The model's part of `compress`: every context token's tag, support and score."""
+        plan = self.plan(
+            query, context, granularity=granularity, instruction=instruction, prompt=prompt
+        )
+        t1 = time.perf_counter()
+        tags, support, scores = self._score(plan.ids, plan.prefix, plan.windows, plan.tag, cancel)
+        return self.scored(plan, Outputs(tags, support, scores), time.perf_counter() - t1)
+
+    def plan(
+        self,
+        query: str,
+        context: str,
+        *,
+        granularity: str | None = None,
+        instruction: str | None = None,
+        prompt: str | None = None,
+    ) -> Plan:
+        """Everything before the model: checks, the control prompt, tokens and windows."""
         t0 = time.perf_counter()
         if not isinstance(query, str) or not query.strip():
             raise EmptyQuery("query must be a non-empty string")
@@ -218,11 +252,16 @@ class Compressor:
             raise EmptyContext("context must be a non-empty string")
         control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
         ids, offsets, prefix, windows = self.prepare(query, context, control.text)
-        t1 = time.perf_counter()
-        tags, support, scores = self._score(ids, prefix, windows, control.tag, cancel)
-        t2 = time.perf_counter()
-        timings = {"tokenize": t1 - t0, "model": t2 - t1}
-        return Scored(context, control.granularity, offsets, tags, support, scores, timings)
+        return Plan(
+            context, control.granularity, control.tag, ids, offsets, prefix, windows,
+            time.perf_counter() - t0,
+        )  # fmt: skip
+
+    def scored(self, plan: Plan, out: Outputs, model_s: float) -> Scored:
+        timings = {"tokenize": plan.tokenize_s, "model": model_s}
+        return Scored(
+            plan.context, plan.granularity, plan.offsets, out.tags, out.support, out.scores, timings
+        )
 
     def decode(
         self,
@@ -288,11 +327,20 @@ class Compressor:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boundary tag, support (1 - P(O)) and critic score for every context token, rho
         windows per pass."""
+        out = Outputs.empty(len(ids))
+        for b in range(0, len(windows), self.windows_per_pass):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"compression cancelled after {b} of {len(windows)} windows")
+            rows = [(ids, w, out) for w in windows[b : b + self.windows_per_pass]]
+            self.score_pass(prefix, tag, rows)
+        return out.tags, out.support, out.scores
+
+    def score_pass(self, prefix: list[int], tag: str, rows: list[tuple]) -> None:
+        """One forward pass over windows that share the prompt+query `prefix` and `tag`: each
+        row is (context ids, the window's token ranges, the `Outputs` its tokens go to), so
+        rows may come from different documents (the engine scheduler batches them so)."""
         import torch
 
-        tags = np.full(len(ids), decoding.O, dtype=np.int8)
-        support = np.zeros(len(ids), dtype=np.float32)
-        scores = np.zeros(len(ids), dtype=np.float32)
         device = next(self.model.parameters()).device
         tag_id, outside_id = self.tag_id(tag), self.tag_id(prompts.OUTSIDE_TAG)
         P = len(prefix)
@@ -302,36 +350,44 @@ class Compressor:
         )
         try:
             with torch.inference_mode(), autocast:
-                for b in range(0, len(windows), self.windows_per_pass):
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled(
-                            f"compression cancelled after {b} of {len(windows)} windows"
-                        )
-                    batch = windows[b : b + self.windows_per_pass]
-                    sizes = [sum(e - s for s, e in w) for w in batch]
-                    T = P + max(sizes)
-                    input_ids = torch.full((len(batch), T), self.pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(batch), T), dtype=torch.long)
-                    for r, w in enumerate(batch):
-                        input_ids[r, :P] = prefix_ids
-                        row = np.concatenate([ids[s:e] for s, e in w])
-                        input_ids[r, P : P + sizes[r]] = torch.from_numpy(row)
-                        mask[r, : P + sizes[r]] = 1
-                    hidden = self.model(input_ids.to(device), mask.to(device), shared_prefix=P)
-                    hidden = hidden[:, P:]  # (R, T-P, C): context positions only
-                    logits = self.model.boundary_logits(hidden).float()
-                    pred = logits.argmax(-1).cpu().numpy()
-                    keep = (1.0 - logits.softmax(-1)[..., decoding.O]).cpu().numpy()
-                    crit = (
-                        self.model.critic_scores(hidden, tag_id, outside_id).float().cpu().numpy()
-                    )
-                    for r, w in enumerate(batch):
-                        k = 0
-                        for s, e in w:
-                            tags[s:e] = pred[r, k : k + e - s]
-                            support[s:e] = keep[r, k : k + e - s]
-                            scores[s:e] = crit[r, k : k + e - s]
-                            k += e - s
+                sizes = [sum(e - s for s, e in w) for _, w, _ in rows]
+                T = P + max(sizes)
+                input_ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), T), dtype=torch.long)
+                for r, (ids, w, _) in enumerate(rows):
+                    input_ids[r, :P] = prefix_ids
+                    row = np.concatenate([ids[s:e] for s, e in w])
+                    input_ids[r, P : P + sizes[r]] = torch.from_numpy(row)
+                    mask[r, : P + sizes[r]] = 1
+                hidden = self.model(input_ids.to(device), mask.to(device), shared_prefix=P)
+                hidden = hidden[:, P:]  # (R, T-P, C): context positions only
+                logits = self.model.boundary_logits(hidden).float()
+                pred = logits.argmax(-1).cpu().numpy()
+                keep = (1.0 - logits.softmax(-1)[..., decoding.O]).cpu().numpy()
+                crit = self.model.critic_scores(hidden, tag_id, outside_id).float().cpu().numpy()
         except (RuntimeError, ValueError) as exc:  # torch errors surface as these
             raise EngineFailure(f"critic forward pass failed: {exc}") from exc
-        return tags, support, scores
+        for r, (_, w, out) in enumerate(rows):
+            k = 0
+            for s, e in w:
+                out.tags[s:e] = pred[r, k : k + e - s]
+                out.support[s:e] = keep[r, k : k + e - s]
+                out.scores[s:e] = crit[r, k : k + e - s]
+                k += e - s
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Per-token outputs of one document, filled window by window."""
+
+    tags: np.ndarray  # (n,) int8
+    support: np.ndarray  # (n,) float32
+    scores: np.ndarray  # (n,) float32
+
+    @classmethod
+    def empty(cls, n: int) -> Outputs:
+        return cls(
+            np.full(n, decoding.O, dtype=np.int8),
+            np.zeros(n, dtype=np.float32),
+            np.zeros(n, dtype=np.float32),
+        )

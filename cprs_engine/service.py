@@ -1,10 +1,11 @@
 """The engine alone over HTTP: `cprs engine serve` (a starlette app run by uvicorn).
 
     POST /v1/compress   {"query", "context", "granularity"?, "instruction"?, "budget_tokens"?,
-                         "prompt"?}  ->  CompressionResult.to_dict(), the JSON of
-                         `cprs compress --json`
+                         "prompt"?, "background"?}  ->  CompressionResult.to_dict(), the JSON
+                         of `cprs compress --json`; 429 + Retry-After when the queue is full
     GET  /healthz       liveness: the process answers
-    GET  /readyz        readiness: the critic is loaded (200 with engine_version, else 503)
+    GET  /readyz        readiness: the critic is loaded (200 with engine_version, the measured
+                         throughput and the queue depth, else 503)
 
 Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}. Every malformed
 request is a 400 (bad JSON, wrong types, empty query/context, unknown granularity or prompt,
@@ -13,18 +14,20 @@ is a 413. Unknown fields are ignored. The critic is loaded once, at startup (lif
 missing checkpoint does not kill the process: /readyz and /v1/compress answer 503 with the
 instructions, so an orchestrator sees an unready replica rather than a crash loop.
 
-Model calls run in a worker thread behind a capacity limiter (one forward at a time by
-default: the critic is CPU/GPU-bound and running two at once only splits the same cores), so
-the event loop keeps answering health checks while a long document is scored.
+Forward passes run in the engine scheduler's one thread (cprs_engine/scheduler.py, shared with
+the proxy's in-process engine): concurrent requests are interleaved shortest first and batched,
+`"background": true` ones after the rest, at most `max_queue` at once. Tokenizing and decoding
+run in worker threads behind a capacity limiter, so the event loop keeps answering health
+checks while a long document is scored.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +41,7 @@ from cprs_engine.errors import (
     EngineFailure,
     InvalidInput,
 )
+from cprs_engine.scheduler import Busy, Control, Scheduler, compress_async
 
 log = logging.getLogger("cprs.engine.service")
 
@@ -46,7 +50,8 @@ log = logging.getLogger("cprs.engine.service")
 class ServiceSettings:
     max_body_bytes: int = 64 << 20  # a 4M-token document is ~16 MB of UTF-8; JSON escapes add some
     max_context_chars: int = 16_000_000  # the engine's own token limit applies after this
-    max_concurrency: int = 1  # forward passes at once; more only helps with several devices
+    max_concurrency: int = 4  # threads tokenizing/decoding; forward passes run in the scheduler
+    max_queue: int = 64  # compressions queued or running; more are answered 429
 
 
 class BodyTooLarge(InvalidInput):
@@ -68,7 +73,9 @@ def invalid(message: str, *, param: str | None = None, code: str = "invalid_inpu
 def error_body(status: int, message: str, *, param: str | None, code: str) -> dict:
     """The one error body: OpenAI's shape."""
     kind = (
-        "invalid_request_error"
+        "rate_limit_error"
+        if status == 429
+        else "invalid_request_error"
         if status < 500
         else "service_unavailable"
         if status == 503
@@ -81,7 +88,10 @@ def error_response(exc: CPRSError):
     from starlette.responses import JSONResponse
 
     body = error_body(exc.status, exc.message, param=exc.param, code=exc.code)
-    return JSONResponse(body, status_code=exc.status)
+    headers = {}
+    if isinstance(exc, Busy):
+        headers["retry-after"] = str(math.ceil(exc.retry_after_s))
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 def parse_compress_request(body: Any, settings: ServiceSettings) -> dict[str, Any]:
@@ -134,6 +144,7 @@ class _Engine:
         self.compressor: Any = None
         self.load_error: CPRSError | None = None
         self.limiter: Any = None
+        self.scheduler: Any = None
 
     def ready(self):
         if self.compressor is None:
@@ -158,19 +169,29 @@ def create_app(compressor_factory: Callable[[], Any], settings: ServiceSettings 
     async def lifespan(app):
         engine.limiter = anyio.CapacityLimiter(settings.max_concurrency)
         try:
-            engine.compressor = await anyio.to_thread.run_sync(compressor_factory)
+            compressor = await anyio.to_thread.run_sync(compressor_factory)
+            engine.scheduler = Scheduler(compressor, max_jobs=settings.max_queue)
+            engine.compressor = compressor
             log.info("engine ready: %s", engine.compressor.engine_version)
         except CPRSError as exc:  # CheckpointNotFound & co: serve 503s that say what to do
             engine.load_error = exc
             log.error("engine not loaded: %s", exc.message)
         yield
+        if engine.scheduler is not None:
+            engine.scheduler.close()
 
     async def compress(request: Request) -> JSONResponse:
         compressor = engine.ready()
-        kwargs = parse_compress_request(await read_json(request, settings.max_body_bytes), settings)
-        call = functools.partial(compressor.compress, **kwargs)
+        body = await read_json(request, settings.max_body_bytes)
+        kwargs = parse_compress_request(body, settings)
+        control = Control(background=body.get("background") is True)
         try:
-            result = await anyio.to_thread.run_sync(call, limiter=engine.limiter)
+            result = await compress_async(
+                engine.scheduler,
+                lambda fn: anyio.to_thread.run_sync(fn, limiter=engine.limiter),
+                control=control,
+                **kwargs,
+            )
         except CPRSError:
             raise
         except Exception as exc:
@@ -184,7 +205,13 @@ def create_app(compressor_factory: Callable[[], Any], settings: ServiceSettings 
 
     async def readyz(request: Request) -> JSONResponse:
         compressor = engine.ready()
-        return JSONResponse({"status": "ready", "engine_version": compressor.engine_version})
+        body = {
+            "status": "ready",
+            "engine_version": compressor.engine_version,
+            "throughput": engine.scheduler.throughput.as_dict(),
+            "queue": engine.scheduler.depth,
+        }
+        return JSONResponse(body)
 
     async def on_cprs_error(request: Request, exc: Exception):
         assert isinstance(exc, CPRSError)
@@ -262,7 +289,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-context-chars", type=_positive_int, default=ServiceSettings.max_context_chars
     )
     serve.add_argument(
-        "--max-concurrency", type=_positive_int, default=ServiceSettings.max_concurrency
+        "--max-concurrency",
+        type=_positive_int,
+        default=ServiceSettings.max_concurrency,
+        help="threads tokenizing and decoding (forward passes run in the scheduler)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=_positive_int,
+        default=ServiceSettings.max_queue,
+        help="compressions queued or running at once; more are answered 429 with Retry-After",
     )
 
 
@@ -273,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_context_chars=args.max_context_chars,
         max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
     )
     app = create_app(compressor_factory(args), settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

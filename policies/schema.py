@@ -11,6 +11,8 @@ time, so a bad pattern is a load error, never a request-time one.
     ├── budget_tokens | target_ratio          at most one of the two
     ├── failure_mode: open | closed           what an engine failure does to the request
     ├── followups: append | requery | stable  how an earlier turn's document serves a new question
+    ├── max_wait_ms / background_fill         how long a request waits for a cache miss, and
+    │                                         whether the compression then goes on without it
     ├── allowed_models: [glob] | None
     └── ab: ABConfig                          share of traffic routed uncompressed, and the bucketing key
 """
@@ -151,6 +153,10 @@ class Policy(_Strict):
     failure_mode: FailureMode = FailureMode.OPEN
     followups: Followups = Followups.APPEND
     excerpt_marker: str = "document-excerpt"  # the tag around an appended follow-up excerpt
+    # On a cache miss, wait at most this long for the compression (0 = never wait, null = up
+    # to engine.timeout_s); a document predicted to take longer is not waited for at all.
+    max_wait_ms: int | None = Field(10000, ge=0)
+    background_fill: bool = True  # a compression not waited for goes on and fills the cache
     cache_ttl_seconds: int = Field(86400, ge=0)  # 0 = do not cache
     allowed_models: list[str] | None = None  # globs; None = every configured model
     ab: ABConfig = Field(default_factory=ABConfig)
@@ -210,6 +216,13 @@ def budget_for(policy: Policy, doc_tokens: int) -> int | None:
     if policy.target_ratio is not None:
         return max(1, math.ceil(doc_tokens / policy.target_ratio))
     return None
+
+
+def wait_seconds(policy: Policy, timeout_s: float) -> float:
+    """How long a request under `policy` waits for a compression, never over `timeout_s`."""
+    if policy.max_wait_ms is None:
+        return timeout_s
+    return min(policy.max_wait_ms / 1000, timeout_s)
 
 
 def _check_prompt(v: str | None) -> str | None:

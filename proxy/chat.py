@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from policies.ab import assign_arm
 from proxy.compress import compress_documents
-from proxy.detect import find_documents
+from proxy.detect import find_for_policy
 from proxy.errors import ModelNotFound, PayloadTooLarge, ProxyError, error_response, sse_error
 from proxy.followups import insert_excerpts
 from proxy.metrics import Metrics, model_label
@@ -43,6 +43,7 @@ class Ctx:
     arm: str = "compress"
     compressed: bool = False
     cache: str = "off"
+    skipped: list[str] | None = None  # why each uncompressed document went as sent
     original: int = 0
     sent: int = 0
     stream: bool = False
@@ -69,6 +70,8 @@ class Ctx:
         if self.followup is not None:
             out["x-cprs-followup"] = self.followup
             out["x-cprs-followup-tokens"] = str(self.followup_tokens)
+        if self.skipped:
+            out["x-cprs-skipped"] = ",".join(self.skipped)
         return out
 
 
@@ -136,14 +139,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     counter = TokenCounter(backend.model)
 
     def detect():
-        return find_documents(
-            body["messages"],
-            markers=policy.markers,
-            threshold_tokens=policy.threshold_tokens,
-            system_min_tokens=policy.effective_system_min_tokens,
-            compress_user_parts=policy.compress_user_parts,
-            count=counter.count,
-        )
+        return find_for_policy(body["messages"], policy, counter.count)
 
     t = time.perf_counter()
     big = len(raw) > THREAD_OVER_CHARS
@@ -151,6 +147,9 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     ctx.original = detection.tokens
     ctx.detect_s = time.perf_counter() - t
     ctx.sent = ctx.original
+    if ctx.arm != "compress" and detection.documents:
+        ctx.skipped = ["control_arm"] * len(detection.documents)
+        metrics.skipped.labels(ctx.tenant, "control_arm").inc(len(detection.documents))
     if ctx.arm == "compress" and detection.documents:
         t = time.perf_counter()
         comp = await compress_documents(
@@ -169,6 +168,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
         )
         ctx.cache, ctx.compressed = comp.cache, bool(comp.replacements)
         ctx.followup, ctx.followup_tokens = comp.followup, comp.excerpt_tokens
+        ctx.skipped = comp.skipped
         ctx.sent = ctx.original - comp.saved_tokens + comp.excerpt_tokens
         body = insert_excerpts(apply(body, comp.replacements), comp.excerpts)
     body = with_model(body, backend.model)
@@ -255,12 +255,14 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
         sent_tokens=ctx.sent, latency_ms=ms(total), upstream_ms=ms(ctx.upstream_s),
         compress_ms=ms(ctx.compress_s), status=ctx.status, error_type=ctx.error_type, stream=ctx.stream,
         followup=ctx.followup, followup_tokens=ctx.followup_tokens,
+        skipped=ctx.skipped or None,
     )  # fmt: skip
     state.request_log.write(record)
     log.info(
-        "chat %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s",
+        "chat %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s%s",
         ctx.rid, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
         ctx.original, ctx.sent, total * 1000, f" error={ctx.error_type}" if ctx.error_type else "",
+        f" skipped={','.join(ctx.skipped)}" if ctx.skipped else "",
     )  # fmt: skip
 
 

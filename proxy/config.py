@@ -82,8 +82,12 @@ class EngineSettings(_Strict):
     windows_per_pass: int | None = Field(None, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # local: bf16 autocast on bf16 CPUs
     timeout_s: float = Field(30.0, gt=0)  # per compression; slower -> failure_mode decides
-    workers: int = Field(1, ge=1, le=16)  # local: compressions running at once
+    workers: int = Field(1, ge=1, le=16)  # local: threads tokenizing and decoding
+    scheduler_queue: int = Field(256, ge=1)  # local: documents queued in the engine at once
+    scheduler: Literal["srf", "fifo"] = "srf"  # local: shortest first, or whole jobs in order
     health_interval_s: float = Field(5.0, gt=0)  # remote: seconds between /readyz probes
+    background_queue: int = Field(64, ge=0)  # compressions nobody waits for; more are dropped
+    background_timeout_s: float = Field(600.0, gt=0)  # cap on one background compression
 
     @model_validator(mode="after")
     def _urls_for_remote(self) -> EngineSettings:

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from policies.schema import Policy
+
 Count = Callable[[str], int]
 SYSTEM_ROLES = ("system", "developer")
 QUERY_PARAGRAPH_MAX_TOKENS = 256  # a carved-out question/instruction paragraph is at most this
@@ -262,3 +264,15 @@ def _turn_questions(
         if text:
             questions[turns[i]] = Question(turns[i], i, text[-QUERY_MAX_CHARS:])
     return questions
+
+
+def find_for_policy(messages: Sequence, policy: Policy, count: Count) -> Detection:
+    """`find_documents` with a policy's detection settings (chat and prefetch alike)."""
+    return find_documents(
+        messages,
+        markers=policy.markers,
+        threshold_tokens=policy.threshold_tokens,
+        system_min_tokens=policy.effective_system_min_tokens,
+        compress_user_parts=policy.compress_user_parts,
+        count=count,
+    )

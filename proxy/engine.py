@@ -8,10 +8,16 @@
         -> CompressionResult           raises cprs_engine.errors.CPRSError subclasses
 
 The local engine loads the critic in a background thread at startup (the server answers at once;
-until the model is ready, compressions fail, which fail-open policies turn into pass-through) and
-runs each compression in a small thread pool so the event loop never blocks on torch.
+until the model is ready, compressions fail, which fail-open policies turn into pass-through).
+Its forward passes run in the engine scheduler's thread (cprs_engine/scheduler.py: waited-on
+requests before background ones, shortest first, windows batched), tokenizing and decoding in a
+small thread pool, so the event loop never blocks on torch.
 Remote engines are probed in the background; requests go to the healthy replica with the fewest
-compressions in flight, and move to another replica on a connection failure.
+compressions in flight, and move to another replica on a connection failure or a full queue
+(429). When every replica is full, a waited-on request fails (open: it goes as sent) and a
+background job waits the replicas' Retry-After and tries again, within its own time cap.
+Each replica's throughput comes from its /readyz and from every answer's own timings, so
+`predict_s` follows what the replicas measure.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -32,6 +37,7 @@ from cprs_engine.errors import (
     InvalidInput,
 )
 from cprs_engine.result import CompressionResult
+from cprs_engine.scheduler import Control, Scheduler, Throughput, compress_async
 from proxy.config import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -55,7 +61,12 @@ class Engine(Protocol):
         prompt: str | None = None,
         instruction: str | None = None,
         budget_tokens: int | None = None,
+        control: Control | None = None,
     ) -> CompressionResult: ...
+
+    # Optional: seconds this engine expects to need for a context of `chars` characters, now
+    # (None: no estimate yet). Requests skip waiting for what is predicted over their budget.
+    # def predict_s(self, chars: int) -> float | None: ...
 
 
 class LocalEngine:
@@ -64,13 +75,13 @@ class LocalEngine:
     def __init__(self, settings: EngineSettings):
         self.settings = settings
         self.engine_version = "local-loading"
-        self._compressor: Any = None
+        self._scheduler: Scheduler | None = None
         self._error: str | None = None
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="cprs-engine")
         self._load_task: asyncio.Future | None = None
 
     def ready(self) -> tuple[bool, str]:
-        if self._compressor is not None:
+        if self._scheduler is not None:
             return True, "loaded"
         return False, self._error or "loading the critic"
 
@@ -101,42 +112,51 @@ class LocalEngine:
             log.exception("compression engine failed to load")
             return
         self.engine_version = str(getattr(compressor, "engine_version", "local"))
-        self._compressor = compressor
+        self._scheduler = Scheduler(
+            compressor, max_jobs=self.settings.scheduler_queue, order=self.settings.scheduler
+        )
         log.info("compression engine ready (%s)", self.engine_version)
 
+    def predict_s(self, chars: int) -> float | None:
+        return None if self._scheduler is None else self._scheduler.predict_s(chars)
+
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        control: Control | None = None,
     ):
-        if self._compressor is None:
+        scheduler = self._scheduler
+        if scheduler is None:
             raise (CheckpointNotFound if self._error else EngineFailure)(
                 self._error or "the compression engine is still loading"
             )
         loop = asyncio.get_running_loop()
-        fn = self._compressor.compress
-        stop = threading.Event()  # set when this call is abandoned: the worker stops early
-
-        def work() -> CompressionResult:
-            try:
-                return fn(
-                    query,
-                    context,
-                    granularity=granularity,
-                    instruction=instruction,
-                    budget_tokens=budget_tokens,
-                    prompt=prompt,
-                    cancel=stop,
-                )
-            except CPRSError:
-                raise
-            except Exception as exc:  # torch/runtime errors become the engine's own
-                raise EngineFailure(f"{type(exc).__name__}: {exc}") from exc
-
         try:
-            return await loop.run_in_executor(self._pool, work)
-        finally:  # a timeout or a client disconnect cancels the await, not the thread
-            stop.set()
+            return await compress_async(
+                scheduler,
+                lambda fn: loop.run_in_executor(self._pool, fn),
+                query,
+                context,
+                granularity=granularity,
+                instruction=instruction,
+                budget_tokens=budget_tokens,
+                prompt=prompt,
+                control=control,
+            )
+        except CPRSError:
+            raise
+        except Exception as exc:  # torch/runtime errors become the engine's own
+            raise EngineFailure(f"{type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -146,6 +166,7 @@ class _Replica:
         self.healthy = False
         self.in_flight = 0
         self.version: str | None = None
+        self.throughput = Throughput()  # its /readyz figures, then each answer's own timing
 
 
 class RemoteEngines:
@@ -202,6 +223,17 @@ class RemoteEngines:
         r.healthy = ok
         if ok and isinstance(data, dict) and isinstance(data.get("engine_version"), str):
             r.version = data["engine_version"]
+        rate = data.get("throughput") if isinstance(data, dict) else None
+        if isinstance(rate, dict):
+            r.throughput.set(rate.get("tokens_per_s"), rate.get("chars_per_token"))
+
+    def predict_s(self, chars: int) -> float | None:
+        """The fastest healthy replica's estimate (requests go to the least busy one)."""
+        guesses = [
+            p for r in self.replicas if r.healthy
+            if (p := r.throughput.predict_s(chars)) is not None
+        ]  # fmt: skip
+        return min(guesses) if guesses else None
 
     def _order(self) -> list[_Replica]:
         healthy = [r for r in self.replicas if r.healthy] or list(self.replicas)
@@ -211,7 +243,15 @@ class RemoteEngines:
         return sorted(rotated, key=lambda r: r.in_flight)  # stable: ties keep round-robin order
 
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        control: Control | None = None,
     ):
         import httpx
 
@@ -224,20 +264,32 @@ class RemoteEngines:
         ):
             if v is not None:
                 payload[k] = v
-        last: Exception | None = None
-        for r in self._order():
-            r.in_flight += 1
-            try:
-                resp = await self._client.post(f"{r.url}/v1/compress", json=payload)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                r.healthy, last = False, exc
-                continue  # this replica is gone: try the next
-            finally:
-                r.in_flight -= 1
-            return _result_from(resp)
-        raise EngineFailure(
-            f"no engine replica reachable ({type(last).__name__ if last else 'none'})"
-        )
+        while True:
+            if control is not None:
+                payload["background"] = control.background
+            busy, last = 0.0, None
+            for r in self._order():
+                r.in_flight += 1
+                try:
+                    resp = await self._client.post(f"{r.url}/v1/compress", json=payload)
+                except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    r.healthy, last = False, exc
+                    continue  # this replica is gone: try the next
+                finally:
+                    r.in_flight -= 1
+                if resp.status_code == 429:  # its queue is full: try the next
+                    busy = max(busy, _retry_after(resp))
+                    continue
+                result = _result_from(resp)
+                _measure(r.throughput, result, len(context))
+                return result
+            if not busy:
+                raise EngineFailure(
+                    f"no engine replica reachable ({type(last).__name__ if last else 'none'})"
+                )
+            if control is None or not control.background:
+                raise EngineBusy("every engine replica is busy (429)")
+            await asyncio.sleep(busy)  # a background job waits its turn; its cap bounds this
 
     async def close(self) -> None:
         if self._task is not None:
@@ -245,6 +297,24 @@ class RemoteEngines:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._client.aclose()
+
+
+class EngineBusy(EngineFailure):
+    code = "engine_busy"
+
+
+def _retry_after(resp: Any) -> float:
+    try:
+        return min(max(float(resp.headers.get("retry-after", "1")), 0.1), 60.0)
+    except ValueError:
+        return 1.0
+
+
+def _measure(throughput: Throughput, result: CompressionResult, chars: int) -> None:
+    model_s = (result.timings or {}).get("model")
+    if model_s:
+        throughput.record(result.input_tokens, model_s)
+    throughput.record_chars(chars, result.input_tokens)
 
 
 def _result_from(resp: Any) -> CompressionResult:

@@ -114,8 +114,9 @@ def _app(policy: dict, engine, cache, backend):
         "models": [
             {"name": "m", "model": "openai/m", "api_base": "http://backend/v1", "api_key": "k"}
         ],
-        "policies": {"default": {"threshold_tokens": 1000, **policy}},
-        "engine": {"timeout_s": 3600},  # measure compression, not this machine's load
+        # wait for every compression: measure what compression gives, not this machine's load
+        "policies": {"default": {"threshold_tokens": 1000, "max_wait_ms": None, **policy}},
+        "engine": {"timeout_s": 3600},
     }
     return create_app(
         config_from_dict(cfg),

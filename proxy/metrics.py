@@ -94,6 +94,29 @@ class Metrics:
             ("tenant",),
             registry=r,
         )
+        self.skipped = Counter(
+            "cprs_documents_skipped",
+            "documents sent uncompressed, by reason (as in x-cprs-skipped)",
+            ("tenant", "reason"),
+            registry=r,
+        )
+        self.background_depth = Gauge(
+            "cprs_background_queue_depth", "compressions running with nobody waiting", registry=r
+        )
+        self.background_jobs = Counter(
+            "cprs_background_jobs",
+            "background compressions: done, failed, dropped",
+            ("result",),
+            registry=r,
+        )
+        self.predicted_seconds = Counter(
+            "cprs_background_predicted_seconds",
+            "engine time predicted for finished jobs",
+            registry=r,
+        )
+        self.actual_seconds = Counter(
+            "cprs_background_actual_seconds", "engine time taken by the same jobs", registry=r
+        )
         self.in_flight = Gauge("cprs_requests_in_flight", "chat requests being served", registry=r)
         self.reloads = Counter("cprs_config_reloads", "config reloads", ("result",), registry=r)
 

@@ -3,7 +3,8 @@
 Record (the contract with proxy/abreport.py):
     {"ts", "request_id", "tenant", "policy", "model", "arm", "compressed", "cache",
      "original_tokens", "sent_tokens", "latency_ms", "upstream_ms", "compress_ms",
-     "status", "error_type", "stream", "followup", "followup_tokens"}
+     "status", "error_type", "stream", "followup", "followup_tokens", "skipped"}
+(`skipped`: the reason each uncompressed document went as sent, as in x-cprs-skipped, or null.)
 No message text, no keys: only counts, names and timings. Each line is one `write` to the file
 opened in append mode for that line, so concurrent replicas appending to one file on a local
 filesystem do not interleave lines, and a rotated-away log (logrotate) is recreated at once.
@@ -40,6 +41,7 @@ class RequestRecord:
     stream: bool
     followup: str | None = None  # appended | requeried | stable (proxy/followups.py)
     followup_tokens: int = 0
+    skipped: list[str] | None = None
 
 
 class RequestLog:

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy.chat import client_key, handle_chat
+from proxy.prefetch import handle_compress
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,11 @@ def _parts(request: Request):
 async def chat_completions(request: Request) -> Response:
     holder, metrics, upstream = _parts(request)
     return await handle_chat(request, holder, metrics, upstream)
+
+
+async def compress(request: Request) -> Response:
+    holder, metrics, _ = _parts(request)
+    return await handle_compress(request, holder, metrics)
 
 
 async def models(request: Request) -> Response:
@@ -84,6 +90,7 @@ async def metrics(request: Request) -> Response:
 ROUTES = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/compress", compress, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),
     Route("/models", models, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

@@ -4,7 +4,8 @@ A request takes `holder.current` once at its start and uses that object to its e
 (SIGHUP or a changed config file) never changes settings under a request in flight. Engine, cache
 and request log are carried over from the previous state when their settings did not change (a
 reload must not drop a loaded critic or a warm cache); replaced ones are closed a little later,
-when requests that still hold them have finished.
+when requests that still hold them have finished. The background jobs (proxy/background.py)
+always carry over, with the new queue settings; a job keeps the engine and cache it started on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from policies.schema import Policy
+from proxy.background import Background
 from proxy.cache import CompressionCache
 from proxy.config import ConfigError, ProxyConfig, Tenant, load_config
 from proxy.engine import Engine, build_engine
@@ -43,6 +45,7 @@ class AppState:
     cache: CompressionCache
     request_log: RequestLog
     _keys: dict[bytes, Tenant] = field(default_factory=dict)
+    background: Background = field(default_factory=lambda: Background(Metrics()))
 
     @property
     def auth_required(self) -> bool:
@@ -81,7 +84,7 @@ def build_state(
 ) -> AppState:
     keys = {_digest(k.get_secret_value()): t for t in config.tenants for k in t.api_keys}
     if engine is None:
-        if previous is not None and previous.config.engine == config.engine:
+        if previous is not None and _engine_part(previous.config) == _engine_part(config):
             engine = previous.engine
         else:
             engine = build_engine(config.engine)
@@ -103,7 +106,18 @@ def build_state(
     else:
         request_log = RequestLog(config.log.requests_path)
     router = Router(config.models, config.server)
-    return AppState(config, router, engine, cache, request_log, keys)
+    e = config.engine
+    if previous is not None:
+        background = previous.background
+        background.configure(limit=e.background_queue, timeout_s=e.background_timeout_s)
+    else:
+        background = Background(metrics, limit=e.background_queue, timeout_s=e.background_timeout_s)
+    return AppState(config, router, engine, cache, request_log, keys, background)
+
+
+def _engine_part(config: ProxyConfig) -> dict:
+    """The engine settings that need a new engine when they change (not the queue's)."""
+    return config.engine.model_dump(exclude={"background_queue", "background_timeout_s"})
 
 
 class StateHolder:
@@ -162,6 +176,7 @@ class StateHolder:
     async def close(self) -> None:
         for task in list(self._pending):
             task.cancel()
+        await self.current.background.close()
         await close_parts(self.current, keep=None, engine=self.owns_engine, cache=self.owns_cache)
 
 

@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+import types
 
 import anyio
 import anyio.from_thread
@@ -26,9 +27,12 @@ from cprs_engine.service import ServiceSettings, add_arguments, create_app, pars
 
 
 class ExtractiveDouble:
-    """Test double: keeps sentences that share a word with the query; records concurrency."""
+    """Test double with the engine scheduler's compressor interface: one window per document;
+    its one "forward pass" sleeps `delay`, raises `fail`, and records concurrency; decoding keeps
+    the sentences that share a word with the query. Records every call's options."""
 
     engine_version = "double.1"
+    windows_per_pass = 1
 
     def __init__(self, delay: float = 0.0, fail: Exception | None = None):
         self.delay, self.fail = delay, fail
@@ -36,36 +40,40 @@ class ExtractiveDouble:
         self.calls: list[dict] = []
         self._lock = threading.Lock()
 
-    def compress(self, query, context, *, granularity, instruction, budget_tokens, prompt):
+    def plan(self, query, context, *, granularity, instruction, prompt):
+        control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
+        return types.SimpleNamespace(
+            query=query, context=context, options=dict(granularity=granularity, prompt=prompt),
+            granularity=control.granularity, ids=[0], prefix=[hash(query)], tag=control.tag,
+            windows=[[(0, 1)]], empty_outputs=lambda: None,
+        )  # fmt: skip
+
+    def score_pass(self, prefix, tag, rows):
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            self.calls.append(
-                dict(granularity=granularity, budget_tokens=budget_tokens, prompt=prompt)
-            )
             time.sleep(self.delay)
             if self.fail:
                 raise self.fail
-            words = set(re.findall(r"\w+", query.lower()))
-            spans = [
-                Span(m.start(), m.end(), m.group(), 1.0)
-                for m in re.finditer(r"[^.]+\.", context)
-                if words & set(re.findall(r"\w+", m.group().lower()))
-            ]
-            control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
-            out = "\n".join(s.text for s in spans)
-            return CompressionResult(
-                out,
-                spans,
-                len(context),
-                len(out),
-                len(context) / max(len(out), 1),
-                control.granularity,
-            )
         finally:
             with self._lock:
                 self.active -= 1
+
+    def scored(self, plan, outputs, model_s):
+        return plan
+
+    def decode(self, plan, *, budget_tokens):
+        self.calls.append(dict(plan.options, budget_tokens=budget_tokens))
+        words = set(re.findall(r"\w+", plan.query.lower()))
+        spans = [
+            Span(m.start(), m.end(), m.group(), 1.0)
+            for m in re.finditer(r"[^.]+\.", plan.context)
+            if words & set(re.findall(r"\w+", m.group().lower()))
+        ]
+        out = "\n".join(s.text for s in spans)
+        n = len(plan.context)
+        return CompressionResult(out, spans, n, len(out), n / max(len(out), 1), plan.granularity)
 
 
 CONTEXT = "Cats purr. Dogs bark loudly. The capital of France is Paris. Birds sing."
@@ -329,3 +337,35 @@ def test_real_compressor_on_a_tiny_random_checkpoint(tmp_path):
             "/v1/compress", json={"query": "Which item?", "context": context, "budget_tokens": 20}
         )
         assert resp.status_code == 200 and resp.json()["output_tokens"] <= 20
+
+
+def test_a_full_queue_answers_429_with_retry_after_and_ready_reports_throughput():
+    double = ExtractiveDouble(delay=0.3)
+    app = create_app(lambda: double, ServiceSettings(max_queue=1))
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            got: list[httpx.Response] = []
+
+            async def one():
+                body = {"query": "cats", "context": CONTEXT, "background": True}
+                got.append(await client.post("/v1/compress", json=body))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(one)
+            return got, await client.get("/readyz")
+
+    got, ready = anyio.run(main)
+    statuses = sorted(r.status_code for r in got)
+    assert statuses == [200, 429, 429]
+    busy = next(r for r in got if r.status_code == 429)
+    assert int(busy.headers["retry-after"]) >= 1
+    err = busy.json()["error"]
+    assert (err["code"], err["type"]) == ("engine_busy", "rate_limit_error") and err["message"]
+    info = ready.json()
+    assert info["queue"] == 0 and info["throughput"]["tokens_per_s"] > 0

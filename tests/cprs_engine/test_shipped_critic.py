@@ -76,3 +76,35 @@ def test_the_whole_variable_chain_is_kept(compressor):
     r = compressor.compress("Find all variables that are assigned the value 52817.", doc)
     assert all(s.rstrip(".") in r.compressed for s in chain)
     assert r.ratio >= 10
+
+
+def test_windows_batched_with_other_requests_get_exactly_their_tags_alone(compressor):
+    """The engine scheduler fills a pass with windows of other requests that share the
+    prompt+query prefix; padding is masked, so each window's tags must be those it gets alone."""
+    from cprs_engine.scheduler import Scheduler
+
+    query = "What did the author decide to work on?"
+    docs = [essay(5000, seed=1), essay(9000, seed=2), essay(3000, seed=3)]
+    s = Scheduler(compressor, start=False)
+    jobs = [s.plan(query, d) for d in docs]
+    for j in jobs:
+        s.submit(j)
+    mixed, score_pass = [], compressor.score_pass
+
+    def spy(prefix, tag, rows):
+        mixed.append(len({id(ids) for ids, _, _ in rows}) > 1)
+        return score_pass(prefix, tag, rows)
+
+    compressor.score_pass = spy
+    try:
+        s.start()
+        for j in jobs:
+            j.future.result(timeout=600)
+    finally:
+        del compressor.score_pass
+        s.close()
+    assert any(mixed)
+    for d, j in zip(docs, jobs, strict=True):
+        alone = compressor.score(query, d)
+        assert (j.outputs.tags == alone.tags).all()
+        assert s.finish(j).compressed == compressor.compress(query, d).compressed

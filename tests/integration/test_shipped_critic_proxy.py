@@ -25,7 +25,11 @@ def document() -> str:
 
 def test_the_backend_gets_the_needle_and_the_question_in_far_fewer_tokens(fake_backend, sdk):
     doc = document()
-    cfg = proxy_config(fake_backend.url, engine={"timeout_s": 300})
+    cfg = proxy_config(
+        fake_backend.url,
+        engine={"timeout_s": 300},
+        policies={"default": {"threshold_tokens": 300, "max_wait_ms": None}},  # wait it out
+    )
     with running_proxy(cfg, LocalEngine(EngineSettings(timeout_s=300))) as (url, _):
         deadline = time.time() + 240
         while httpx.get(url + "/readyz").status_code != 200:
@@ -76,7 +80,11 @@ def test_a_follow_up_finds_its_answer_and_a_cold_restart_sends_the_same_bytes(fa
     hay = load_corpora().haystack[300_000:322_000]
     i, j = hay.index(". ", 3_000) + 2, hay.index(". ", 17_000) + 2
     doc = hay[:i] + SECOND + " " + hay[i:j] + NEEDLE + " " + hay[j:]
-    cfg = proxy_config(fake_backend.url, engine={"timeout_s": 300})
+    cfg = proxy_config(
+        fake_backend.url,
+        engine={"timeout_s": 300},
+        policies={"default": {"threshold_tokens": 300, "max_wait_ms": None}},  # wait it out
+    )
     for _ in range(2):  # the second proxy starts with a cold cache: every excerpt recomputed
         with running_proxy(cfg, LocalEngine(EngineSettings(timeout_s=300))) as (url, _):
             _ready(url)

@@ -61,10 +61,23 @@ class QueryWordEngine:
         return None
 
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        control=None,
     ):
         self.calls.append(
-            {"query": query, "context_chars": len(context), "granularity": granularity}
+            {
+                "query": query,
+                "context_chars": len(context),
+                "granularity": granularity,
+                "control": control,
+            }
         )
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -338,3 +351,42 @@ class FakeAnthropic:
         ]
         for name, data in events:
             yield f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+class SlowEngine(QueryWordEngine):
+    """QueryWordEngine that takes `steps` x `step_s` seconds, like forward passes: between steps
+    it stops with `Cancelled` once `control.cancel` is set, and it records the priority each step
+    ran at. `predicted`: what `predict_s` answers (None: no estimate); every call is recorded."""
+
+    def __init__(self, *, steps: int = 10, step_s: float = 0.05, predicted=None, **kw):
+        super().__init__(**kw)
+        self.steps, self.step_s, self.predicted = steps, step_s, predicted
+        self.predict_calls: list[int] = []
+        self.priorities: list[list[bool]] = []  # per call: control.background at each step
+        self.finished = 0
+        self.cancelled = 0
+        self.controls: list = []  # the control of every call, as it started
+
+    def predict_s(self, chars: int):
+        self.predict_calls.append(chars)
+        return self.predicted
+
+    async def compress(self, query, context, *, control=None, **kw):
+        from cprs_engine.errors import Cancelled
+
+        seen: list[bool] = []
+        self.priorities.append(seen)
+        self.controls.append(control)
+        for _ in range(self.steps):
+            if control is not None and control.cancel.is_set():
+                self.cancelled += 1
+                raise Cancelled("cancelled")
+            seen.append(bool(control.background) if control is not None else False)
+            try:
+                await asyncio.sleep(self.step_s)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        result = await super().compress(query, context, control=control, **kw)
+        self.finished += 1
+        return result

@@ -28,57 +28,70 @@ def fake_compressor_module(load):
     return mod
 
 
+def tiny_compressor(**kw):
+    from cprs_engine.checkpoint import tiny_random
+    from cprs_engine.compressor import Compressor
+
+    model, tokenizer = tiny_random("qwen2", seed=1)
+    return Compressor(model, tokenizer, window_tokens=64, windows_per_pass=2, **kw)
+
+
+DOC = "Paris is the capital of France. The Eiffel Tower was finished in 1889. " * 40
+
+
 def test_local_engine_loads_in_the_background_and_runs_off_the_loop(monkeypatch):
     seen = {}
-
-    class Fake:
-        engine_version = "critic-v9"
-
-        def compress(self, query, context, **kw):
-            seen.update(kw, query=query)
-            return CompressionResult.from_dict(result_dict(context[:5]))
+    compressor = tiny_compressor(precision="fp32")
 
     def load(checkpoint, **opts):
         seen["load"] = (checkpoint, opts)
-        return Fake()
+        return compressor
 
     monkeypatch.setitem(sys.modules, "cprs_engine.compressor", fake_compressor_module(load))
 
     async def go():
         eng = LocalEngine(EngineSettings(checkpoint="/ckpt", window_tokens=256))
-        assert eng.ready()[0] is False
+        assert eng.ready()[0] is False and eng.predict_s(1000) is None
         await eng.start()
         await eng._load_task
-        out = await eng.compress("q", "hello world", granularity="sentence", budget_tokens=10)
+        out = await eng.compress("Where is Paris?", DOC, granularity="paragraph", budget_tokens=10)
+        predicted = eng.predict_s(len(DOC))
         await eng.close()
-        return eng, out
+        return eng, out, predicted
 
-    eng, out = asyncio.run(go())
-    assert eng.ready() == (True, "loaded") and eng.engine_version == "critic-v9"
-    assert out.compressed == "hello"
-    assert seen["load"] == ("/ckpt", {"window_tokens": 256, "precision": "auto"})
-    assert (
-        seen["budget_tokens"] == 10 and seen["granularity"] == "sentence" and seen["query"] == "q"
+    eng, out, predicted = asyncio.run(go())
+    assert eng.ready() == (True, "loaded") and eng.engine_version == compressor.engine_version
+    alone = compressor.compress("Where is Paris?", DOC, granularity="paragraph", budget_tokens=10)
+    assert (out.compressed, out.spans, out.granularity) == (
+        alone.compressed,
+        alone.spans,
+        "paragraph",
     )
+    assert seen["load"] == ("/ckpt", {"window_tokens": 256, "precision": "auto"})
+    assert predicted is not None and predicted > 0  # measured while it ran
 
 
-def test_an_abandoned_local_compression_frees_its_worker(monkeypatch):
+def test_an_abandoned_local_compression_frees_the_engine_within_a_pass(monkeypatch):
     import threading
+    import time
 
-    stopped = threading.Event()
+    from cprs_engine.compressor import Compressor
 
-    class Slow:
-        engine_version = "slow-1"
+    passes: list[str] = []
+    gate = threading.Event()
 
-        def compress(self, query, context, *, cancel, **kw):
-            if query == "fast":
-                return CompressionResult.from_dict(result_dict())
-            assert cancel.wait(10), "the engine never told the work to stop"
-            stopped.set()
-            raise EngineFailure("stopped")
+    class Slow(Compressor):
+        def score_pass(self, prefix, tag, rows):
+            passes.append(self.tokenizer.decode(prefix))
+            if "slow" in passes[-1]:
+                gate.set()
+                time.sleep(0.05)
+            return super().score_pass(prefix, tag, rows)
 
+    base = tiny_compressor()
+    slow = Slow(base.model, base.tokenizer, window_tokens=64, windows_per_pass=1)
     monkeypatch.setitem(
-        sys.modules, "cprs_engine.compressor", fake_compressor_module(lambda c, **o: Slow())
+        sys.modules, "cprs_engine.compressor", fake_compressor_module(lambda c, **o: slow)
     )
 
     async def go():
@@ -86,16 +99,19 @@ def test_an_abandoned_local_compression_frees_its_worker(monkeypatch):
         await eng.start()
         await eng._load_task
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await eng.compress("slow", "doc")
-        # the single worker is free again: the next compression is not stuck behind it
-        async with asyncio.timeout(5):
-            out = await eng.compress("fast", "doc")
+            async with asyncio.timeout(0.3):
+                await eng.compress("slow", DOC * 5)
+        slow_passes = sum("slow" in p for p in passes)
+        async with asyncio.timeout(20):
+            out = await eng.compress("fast", "A short document about Paris.")
         await eng.close()
-        return out
+        return out, slow_passes
 
-    assert asyncio.run(go()).compressed == "kept."
-    assert stopped.is_set()
+    out, slow_passes = asyncio.run(go())
+    assert out.input_tokens > 0 and gate.is_set()
+    # at most the pass running when it was abandoned ran after it: the rest never started
+    assert sum("slow" in p for p in passes) <= slow_passes + 1
+    assert sum("slow" in p for p in passes) < len(slow.plan("slow", DOC * 5).windows)
 
 
 def test_local_engine_without_checkpoint_reports_why(monkeypatch):
@@ -213,3 +229,62 @@ def test_remote_engine_errors_map_to_engine_exceptions():
             await eng.close()
 
     asyncio.run(go())
+
+
+def test_a_busy_replica_passes_the_request_on_and_background_jobs_wait_their_turn():
+    from cprs_engine.scheduler import Control
+    from proxy.engine import EngineBusy
+
+    seen: list[tuple[str, dict]] = []
+    full = {"e1": True, "e2": True}
+
+    def handler(request: httpx.Request):
+        host = request.url.host
+        if request.url.path == "/readyz":
+            rate = {"tokens_per_s": 1000.0, "chars_per_token": 4.0} if host == "e2" else None
+            return httpx.Response(200, json={"engine_version": "v", "throughput": rate})
+        seen.append((host, json.loads(request.content)))
+        if full[host]:
+            full[host] = host == "e1"  # e1 stays full; e2 frees up after refusing once
+            return httpx.Response(429, headers={"retry-after": "0.1"}, json={"error": {}})
+        return httpx.Response(200, json=result_dict())
+
+    async def go():
+        eng = remote(handler)
+        await eng.start()
+        predicted = eng.predict_s(8000)
+        with pytest.raises(EngineBusy):  # someone waits: no retry
+            await eng.compress("q", "c", control=Control())
+        seen.clear()
+        full["e2"] = True
+        out = await eng.compress("q", "c", control=Control(background=True))
+        await eng.close()
+        return predicted, out
+
+    predicted, out = asyncio.run(go())
+    assert predicted == pytest.approx(2.0)  # 8000 chars / 4 per token / 1000 tokens/s, from e2
+    assert out.compressed == "kept."
+    hosts = [h for h, _ in seen]
+    # tried both, waited the Retry-After, tried again until e2 took it
+    assert set(hosts[:2]) == {"e1", "e2"} and len(hosts) >= 3 and hosts[-1] == "e2"
+    assert all(body["background"] is True for _, body in seen)
+
+
+def test_remote_throughput_follows_each_answer():
+    def handler(request: httpx.Request):
+        if request.url.path == "/readyz":
+            return httpx.Response(200, json={"engine_version": "v"})
+        r = CompressionResult("k.", [], 2000, 1, 2000.0, "sentence", timings={"model": 0.5})
+        return httpx.Response(200, json=r.to_dict())
+
+    async def go():
+        eng = remote(handler, urls=("http://e1",))
+        await eng.start()
+        before = eng.predict_s(8000)
+        await eng.compress("q", "x" * 8000)
+        after = eng.predict_s(8000)
+        await eng.close()
+        return before, after
+
+    before, after = asyncio.run(go())
+    assert before is None and after == pytest.approx(0.5)  # 4000 tokens/s; 4 chars a token

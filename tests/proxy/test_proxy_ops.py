@@ -20,6 +20,7 @@ LOG_FIELDS = {
     "ts", "request_id", "tenant", "policy", "model", "arm", "compressed", "cache", "original_tokens",
     "sent_tokens", "latency_ms", "upstream_ms", "compress_ms", "status", "error_type", "stream",
     "followup", "followup_tokens",
+    "skipped",
 }  # fmt: skip
 
 
