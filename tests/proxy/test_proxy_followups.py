@@ -215,3 +215,44 @@ def test_the_default_policy_appends(make_app, backend):
     app, _ = make_app(cfg)
     r = send(app, copy.deepcopy(turn(2)))
     assert r.headers["x-cprs-followup"] == "appended"
+
+
+def test_a_follow_up_over_budget_fills_the_cache_and_the_next_request_carries_it(make_app, backend):
+    import asyncio
+
+    import httpx
+
+    class SlowSecond(QueryWordEngine):
+        async def compress(self, query, context, **kw):
+            if query == SECOND_Q:
+                await asyncio.sleep(0.5)
+            return await super().compress(query, context, **kw)
+
+    cfg = config("append", max_wait_ms=50)
+    cfg["engine"] = {"timeout_s": 5}
+    app, engine = make_app(cfg, engine=SlowSecond())
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
+            try:
+                await c.post("/v1/chat/completions", json=turn(1))
+                pending = await c.post("/v1/chat/completions", json=turn(2))
+                for _ in range(500):  # the background job fills the cache
+                    if app.state.holder.current.background.depth == 0 and len(engine.calls) == 2:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.6)
+                filled = await c.post("/v1/chat/completions", json=turn(2))
+                return pending, filled
+            finally:
+                await app.state.holder.close()
+
+    pending, filled = asyncio.run(scenario())
+    assert pending.headers["x-cprs-cache"] == "pending"
+    assert pending.headers["x-cprs-compressed"] == "true"  # the view itself was a hit
+    assert pending.headers["x-cprs-followup-tokens"] == "0"
+    assert backend.bodies[1]["messages"][-1] == {"role": "user", "content": SECOND_Q}
+    assert filled.headers["x-cprs-cache"] == "hit"
+    assert backend.bodies[2]["messages"][-1]["content"].startswith(f"<document-excerpt>\n{SECOND}")
+    assert [c["query"] for c in engine.calls] == [QUESTION, SECOND_Q]
