@@ -106,6 +106,7 @@ async def _one(
         granularity=prompt.granularity,
         prompt_text=prompt.text,
         budget_tokens=budget,
+        secret=state.cache.key_secret,
     )
     timing = {"engine": 0.0}
 
