@@ -92,7 +92,7 @@ def free_port() -> int:
 class ServerThread:
     """Run an ASGI app with uvicorn on a free loopback port in a background thread."""
 
-    def __init__(self, app: Any, port: int | None = None):
+    def __init__(self, app: Any, port: int | None = None, **uvicorn_kwargs: Any):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -102,6 +102,7 @@ class ServerThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
+            **uvicorn_kwargs,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
