@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint bench bench-engine bench-eval bench-eval-hotpotqa bench-proxy train clean
+.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-proxy train clean
 
 install: $(STAMP)
 
@@ -33,6 +33,15 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# The standing reliability suite (RELIABILITY.md): bad-input matrix, fuzzing, faults, load,
+# tenant isolation, secrets. About 5 minutes; figures go to runs/reliability.json.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m reliability tests/reliability
+
+# The 30-minute soak (not in CI): RSS and open files of a serving proxy, to runs/soak.json.
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak --minutes 30 --json runs/soak.json
 
 bench: bench-engine bench-eval bench-eval-hotpotqa bench-proxy
 
