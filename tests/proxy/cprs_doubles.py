@@ -169,11 +169,10 @@ def _last_user_text(body: dict) -> str:
     for msg in reversed(body["messages"]):
         if msg.get("role") == "user":
             c = msg.get("content")
-            return (
-                c
-                if isinstance(c, str)
-                else " ".join(p.get("text", "") for p in c if isinstance(p, dict))
-            )
+            if isinstance(c, str):
+                return c
+            parts = c if isinstance(c, list) else []
+            return " ".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
     return ""
 
 
