@@ -14,12 +14,17 @@ from proxy.app import create_app
 from proxy.config import config_from_dict
 from proxy.http_limits import uvicorn_settings
 
+FROM_CONFIG = object()  # served_proxy(engine=FROM_CONFIG): the engine the config names
+
 
 @contextlib.contextmanager
 def served_proxy(cfg: dict, engine: Any = None, **app_kw: Any):
-    """(url, app) of the proxy under uvicorn with `uvicorn_settings` (what `cprs serve` uses)."""
+    """(url, app) of the proxy under uvicorn with `uvicorn_settings` (what `cprs serve` uses).
+    `engine` defaults to a QueryWordEngine double."""
     config = config_from_dict(cfg)
-    app = create_app(config, engine=engine or QueryWordEngine(), **app_kw)
+    if engine is None:
+        engine = QueryWordEngine()
+    app = create_app(config, engine=None if engine is FROM_CONFIG else engine, **app_kw)
     with ServerThread(app, **uvicorn_settings(config.server)) as server:
         yield server.url, app
 
