@@ -61,3 +61,49 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+@contextlib.contextmanager
+def spawn(tmp, what: str, *args: str):
+    """`python -m tests.reliability.servers WHAT` on a free port; yields the process (`.url`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+    from cprs_doubles import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    log = open(Path(tmp) / f"{what}.log", "wb")  # noqa: SIM115 - closed below
+    argv = [sys.executable, "-m", "tests.reliability.servers", what, "--port", str(port), *args]
+    proc = subprocess.Popen(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited: {Path(log.name).read_text()[-2000:]}")
+            try:
+                if (
+                    httpx.get(
+                        url + ("/health" if what == "backend" else "/healthz"), timeout=1
+                    ).status_code
+                    == 200
+                ):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.1)
+        proc.url = url  # type: ignore[attr-defined]
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
