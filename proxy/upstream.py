@@ -55,6 +55,14 @@ _LITELLM_PARAMS = frozenset(
 )  # fmt: skip
 
 
+_USER_AGENT = f"python-httpx/{httpx.__version__}".encode()
+
+
+@lru_cache(maxsize=256)
+def _chat_url(api_base: str) -> httpx.URL:
+    return httpx.URL(api_base.rstrip("/") + "/chat/completions")
+
+
 @dataclass(frozen=True)
 class Backend:
     """One request's resolved destination."""
@@ -153,16 +161,27 @@ class Upstream:
         )
 
     def _request(self, b: Backend, body: dict) -> httpx.Request:
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        """The backend request, built directly: the client's build_request (URL parsing, header
+        and cookie merging) was a third of the proxy's CPU per request. Same headers as before."""
+        stream = body.get("stream") is True
+        headers = [
+            (b"Accept", b"text/event-stream" if stream else b"*/*"),
+            (b"Connection", b"keep-alive"),
+            (b"User-Agent", _USER_AGENT),
+            (b"content-type", b"application/json"),
+            (b"accept-encoding", b"identity"),
+        ]
         if b.api_key:
-            headers["authorization"] = f"Bearer {b.api_key}"
-        if body.get("stream") is True:
-            headers["accept"] = "text/event-stream"
+            headers.append((b"authorization", f"Bearer {b.api_key}".encode()))
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        timeout = httpx.Timeout(b.timeout_s, connect=b.connect_timeout_s)
-        url = b.api_base.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
-        return self.client.build_request(
-            "POST", url, content=content, headers=headers, timeout=timeout
+        timeout = {"connect": b.connect_timeout_s, "read": b.timeout_s, "write": b.timeout_s,
+                   "pool": b.timeout_s}  # fmt: skip
+        return httpx.Request(
+            "POST",
+            _chat_url(b.api_base),  # type: ignore[arg-type]
+            headers=headers,
+            content=content,
+            extensions={"timeout": timeout},
         )
 
     async def complete(self, b: Backend, body: dict) -> tuple[int, dict[str, str], bytes]:
