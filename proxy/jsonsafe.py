@@ -13,6 +13,14 @@ Three things `json.loads` accepts that the proxy must not:
   (only when the raw bytes can hold one at all) and refused with the JSON path of the field.
 
 Every refusal is an InvalidJSON / InvalidRequest (400) in OpenAI's error format.
+
+Speed: orjson (when installed; a dependency of the proxy) parses and serializes bodies, 5-100x
+faster than the json module on big documents. It refuses NaN, Infinity, lone surrogates and
+invalid UTF-8 by itself; whatever it refuses is parsed again with the json module, which
+accepts or refuses it exactly as before and names the field in its message. Integers of 19+
+digits (orjson would turn those beyond 64 bits into floats) always take the json module.
+`dumps` writes what `json.dumps(ensure_ascii=False, separators=(",", ":"))` writes, up to float
+spelling (`1e16` for `1e+16`: the same number).
 """
 
 from __future__ import annotations
@@ -25,6 +33,11 @@ from typing import Any
 
 from proxy.errors import InvalidJSON, InvalidRequest
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a checkout without it still works, slower
+    orjson = None
+
 MAX_DEPTH = 128  # arrays + objects; OpenAI's own structured-output schemas stop far below this
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -32,6 +45,7 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 # A `\uD800`-`\uDFFF` escape, or a surrogate encoded in (CESU-8) bytes, which json.loads decodes.
 _MAYBE_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
+_LONG_INT = re.compile(rb"\d{19}")
 
 
 def depth(raw: bytes) -> int:
@@ -64,6 +78,11 @@ def _finite(text: str) -> float:
 def loads(raw: bytes) -> Any:
     """json.loads without NaN/Infinity, depth-checked first, lone surrogates refused after."""
     check_depth(raw)
+    if orjson is not None and not _LONG_INT.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the json module below says why (or accepts it: UTF-16, say)
     try:
         value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -114,3 +133,28 @@ def _has_surrogate(text: str) -> bool:
 def printable(text: str) -> str:
     """`text` with any lone surrogate written as a `\\udxxx` escape, safe to encode as UTF-8."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON of a parsed body (for the backend)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            pass  # an integer beyond 64 bits: the json module writes it exactly
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def is_json(content: bytes) -> bool:
+    """Whether `content` parses as JSON (a backend's answer; no limits applied)."""
+    if orjson is not None:
+        try:
+            orjson.loads(content)
+            return True
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return True

@@ -17,10 +17,10 @@ stream is the backend's own to report.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from proxy.errors import UpstreamError
+from proxy.jsonsafe import is_json
 
 log = logging.getLogger(__name__)
 _SSE_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":", b"\n", b"\r")
@@ -34,10 +34,8 @@ class InvalidUpstreamResponse(UpstreamError):
 
 
 def require_json(content: bytes, content_type: str | None) -> None:
-    try:
-        json.loads(content)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise _invalid("a body that is not JSON", content_type) from None
+    if not is_json(content):
+        raise _invalid("a body that is not JSON", content_type)
 
 
 def require_sse(first_chunk: bytes, content_type: str | None) -> None:

@@ -32,6 +32,7 @@ from proxy.errors import (
     redact,
     upstream_error_from_response,
 )
+from proxy.jsonsafe import dumps
 from proxy.responsecheck import require_json, require_sse
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class Upstream:
         ]
         if b.api_key:
             headers.append((b"authorization", f"Bearer {b.api_key}".encode()))
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = dumps(body)
         timeout = {"connect": b.connect_timeout_s, "read": b.timeout_s, "write": b.timeout_s,
                    "pool": b.timeout_s}  # fmt: skip
         return httpx.Request(

@@ -298,3 +298,24 @@ def test_cache_key_secret_comes_from_config_or_env(monkeypatch):
     a = build_state(config_from_dict(base_config()), Metrics(), engine=engine).cache.key_secret
     b = build_state(config_from_dict(base_config()), Metrics(), engine=engine).cache.key_secret
     assert len(a) == 32 and a != b  # none configured: random, never a fixed default
+
+
+# --- 11. the fast JSON path changes nothing the backend sees --------------------------------
+
+
+def test_big_integers_and_odd_text_reach_the_backend_exactly(make_app, backend):
+    app, _ = make_app()
+    raw = (
+        b'{"model":"gpt-4o","seed":123456789012345678901234567890,"n":-9223372036854775809,'
+        b'"x":[1e16,1.5e-7,0.1,-0.0],"messages":[{"role":"user","content":"\\u2028\\u0000\xc3\xa9"}]}'
+    )
+    r = post_raw(app, raw)
+    assert r.status_code == 200
+    assert backend.bodies[0] == json.loads(raw)  # same values, big integers exact
+
+
+@pytest.mark.parametrize("value", [{"a": [1, 2.5, None, True, "é\u2028"]}, 2**70, [-(2**64)]])
+def test_dumps_matches_the_json_module(value):
+    from proxy.jsonsafe import dumps
+
+    assert json.loads(dumps(value)) == value
