@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency train clean
+.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency train clean
 
 install: $(STAMP)
 
@@ -34,8 +34,16 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
-bench: bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency
+# The standing reliability suite (RELIABILITY.md): bad-input matrix, fuzzing, faults, load,
+# tenant isolation, secrets. About 5 minutes; figures go to runs/reliability.json.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m reliability tests/reliability
 
+# The 30-minute soak (not in CI): RSS and open files of a serving proxy, to runs/soak.json.
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak --minutes 30 --json runs/soak.json
+
+bench: bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency
 
 # The latency budget on the shipped critic (issue 13): ~10 minutes on the 2-core machine.
 bench-latency: $(STAMP)

@@ -1,9 +1,12 @@
 """Compression cache: Redis when configured (fail-open, circuit breaker), an in-process LRU if not.
 
 Why each piece:
-- Keys are namespaced by engine version (a new critic never serves old spans) and by a hash of
-  the tenant (no tenant can address another's entries), then hashed over every input that
-  changes the output. Keys carry no document text, and neither keys nor values are ever logged.
+- Keys are namespaced by engine version (a new critic never serves old spans) and by a keyed
+  hash (HMAC-SHA256) of the tenant (no tenant can address another's entries, and whoever reads
+  Redis cannot confirm a guessed tenant name without the secret), then HMAC'd over every input
+  that changes the output. Keys carry no document text, and neither keys nor values are logged.
+- While Redis is unreachable, a local LRU in front of it (proxy/cache_fallback.py) still serves
+  what this process has seen.
 - Redis is an accelerator, never a dependency: every call has a short timeout, every error is a
   miss, and after a few consecutive failures a circuit breaker skips Redis entirely for a
   cooldown, then lets one probe through. A dead Redis costs nothing per request.
@@ -17,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -29,7 +34,7 @@ from cprs_engine.result import CompressionResult
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = "v1"
+KEY_VERSION = "v2"  # v2: keyed (HMAC) tenant namespace and digest
 ErrorHook = Callable[[str], None]  # called with "timeout" | "connection" | "error" | "decode"
 
 
@@ -42,8 +47,11 @@ def cache_key(
     granularity: str,
     prompt_text: str,
     budget_tokens: int | None,
+    secret: bytes,
 ) -> str:
-    """`cprs:v1:{engine_version}:{sha256(tenant)[:16]}:{sha256(all fields)}` - no text inside."""
+    """`cprs:v2:{engine_version}:{hmac(tenant)[:16]}:{hmac(all fields)}` - no text inside.
+
+    `secret` is the cache's key secret (`cache.key_secret`, or $CPRS_CACHE_KEY_SECRET)."""
     fields = {
         "tenant": tenant,
         "engine_version": engine_version,
@@ -54,8 +62,8 @@ def cache_key(
         "budget_tokens": budget_tokens,
     }
     blob = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    digest = hashlib.sha256(blob.encode()).hexdigest()
-    tenant_ns = hashlib.sha256(tenant.encode()).hexdigest()[:16]
+    digest = hmac.new(secret, blob.encode(), hashlib.sha256).hexdigest()
+    tenant_ns = hmac.new(secret, b"tenant:" + tenant.encode(), hashlib.sha256).hexdigest()[:16]
     version = re.sub(r"[^A-Za-z0-9._+-]", "_", engine_version)[:64] or "unknown"
     return f"cprs:{KEY_VERSION}:{version}:{tenant_ns}:{digest}"
 
@@ -273,9 +281,17 @@ class CompressionCache:
     """get_or_compute over a Store, with per-process single flight. Statuses: hit | miss | off."""
 
     def __init__(
-        self, store: Store | None, *, enabled: bool = True, on_error: ErrorHook | None = None
+        self,
+        store: Store | None,
+        *,
+        enabled: bool = True,
+        on_error: ErrorHook | None = None,
+        key_secret: bytes | None = None,
     ):
         self.store = store
+        # No configured secret: a random one, so keys stay unguessable (not shared across
+        # processes then; state.py warns when that defeats a shared Redis).
+        self.key_secret = key_secret or secrets.token_bytes(32)
         self.enabled = enabled and store is not None
         self._on_error = on_error
         self._inflight: dict[str, asyncio.Task[tuple[CompressionResult, str]]] = {}
@@ -292,22 +308,27 @@ class CompressionCache:
         breaker_threshold: int = 3,
         breaker_cooldown_s: float = 5.0,
         key_prefix: str = "",
+        key_secret: bytes | None = None,
     ) -> CompressionCache:
-        """Redis when `redis_url` is given, else an in-process LRU; `enabled=False` turns it off."""
+        """Redis (behind a local LRU) when `redis_url` is given, else an in-process LRU alone;
+        `enabled=False` turns it off."""
         if not enabled:
-            return cls(None, enabled=False)
+            return cls(None, enabled=False, key_secret=key_secret)
         store: Store
         if redis_url:
-            store = RedisStore(
+            from proxy.cache_fallback import LocalFirstStore
+
+            redis_store = RedisStore(
                 redis_url,
                 timeout_s=timeout_s,
                 key_prefix=key_prefix,
                 on_error=on_error,
                 breaker=CircuitBreaker(breaker_threshold, breaker_cooldown_s),
             )
+            store = LocalFirstStore(redis_store, MemoryLRU(max_memory_entries))
         else:
             store = MemoryLRU(max_memory_entries)
-        return cls(store, on_error=on_error)
+        return cls(store, on_error=on_error, key_secret=key_secret)
 
     @property
     def backend(self) -> str:

@@ -19,7 +19,15 @@ from starlette.responses import Response, StreamingResponse
 from policies.ab import assign_arm
 from proxy.compress import compress_documents
 from proxy.detect import find_for_policy
-from proxy.errors import ModelNotFound, PayloadTooLarge, ProxyError, error_response, sse_error
+from proxy.disconnect import DisconnectWatch
+from proxy.errors import (
+    ModelNotFound,
+    PayloadTooLarge,
+    ProxyError,
+    RequestTimeout,
+    error_response,
+    sse_error,
+)
 from proxy.followups import insert_excerpts
 from proxy.metrics import Metrics, model_label
 from proxy.requestlog import RequestRecord
@@ -83,17 +91,24 @@ def client_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.headers.get("api-key") or None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float = 60.0) -> bytes:
+    """The whole body, within `limit` bytes and `timeout_s` seconds (a half-sent body: 408)."""
     declared = request.headers.get("content-length")
     too_big = PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_big
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout_s:g} seconds."
+        ) from None
     return b"".join(chunks)
 
 
@@ -102,8 +117,9 @@ async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, u
     ctx = Ctx(uuid.uuid4().hex, time.perf_counter())
     metrics.in_flight.inc()
     streaming = False
+    watch = DisconnectWatch(request.receive)
     try:
-        response = await _serve(request, state, metrics, upstream, ctx)
+        response = await watch.run(_serve(request, state, metrics, upstream, ctx, watch))
         streaming = isinstance(response, StreamingResponse)
         return response
     except ProxyError as exc:
@@ -121,11 +137,20 @@ async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, u
             _finish(state, metrics, ctx)
 
 
-async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: Upstream, ctx: Ctx):
+async def _serve(
+    request: Request,
+    state: AppState,
+    metrics: Metrics,
+    upstream: Upstream,
+    ctx: Ctx,
+    watch: DisconnectWatch,
+):
     api_key = client_key(request)
     ctx.tenant, policy = state.authenticate(api_key)
     ctx.policy = policy.name
-    raw = await read_body(request, state.config.server.max_body_bytes)
+    server = state.config.server
+    raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
+    watch.body_read()  # from here on, a client that leaves cancels the work (499)
     body = parse_body(raw)
     check_chat(body)
     ctx.stream = body.get("stream") is True

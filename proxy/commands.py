@@ -34,11 +34,19 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from proxy.app import create_app
+    from proxy.http_limits import uvicorn_settings
 
     app = create_app(config)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     where = config.source or "built-in defaults"
     logging.getLogger("proxy").info("cprs serve on http://%s:%s (config: %s)", host, port, where)
-    uvicorn.run(app, host=host, port=port, log_level=config.log.level.lower(), access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=config.log.level.lower(),
+        access_log=False,
+        **uvicorn_settings(config.server),
+    )
     return 0

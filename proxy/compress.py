@@ -254,6 +254,7 @@ async def compress_one(
         granularity=prompt.granularity,
         prompt_text=prompt.text,
         budget_tokens=budget,
+        secret=state.cache.key_secret,
     )
     timing = {"engine": 0.0}
     settings = state.config.engine

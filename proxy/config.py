@@ -5,7 +5,7 @@ Top-level keys (any other key is an error, as is any unknown key below them):
     models:    routes from the `model` a client sends to a litellm model string and its backend
     tenants:   API keys -> tenant -> policy; none configured means no auth, tenant "default"
     policies:  name -> policy (policies.schema.Policy); merged over the shipped default policies
-    cache:     {enabled, redis_url, ttl_seconds, timeout_s, max_memory_entries, key_prefix}
+    cache:     {enabled, redis_url, ttl_seconds, timeout_s, max_memory_entries, key_prefix, key_secret*}
     engine:    {mode: local|remote, urls, checkpoint, window_tokens, windows_per_pass, timeout_s, ...}
     server:    {host, port, max_body_bytes, upstream_timeout_s, ...}
     log:       {requests_path, level}
@@ -72,6 +72,8 @@ class CacheSettings(_Strict):
     timeout_s: float = Field(0.1, gt=0, le=5)  # per Redis command; errors and timeouts fail open
     max_memory_entries: int = Field(1024, ge=1)
     key_prefix: str = ""  # prepended to every Redis key (tests, shared Redis)
+    key_secret: SecretStr | None = None  # HMAC secret for cache keys; prefer key_secret_env
+    key_secret_env: str = "CPRS_CACHE_KEY_SECRET"  # env var holding it, read at (re)load
 
 
 class EngineSettings(_Strict):
@@ -103,6 +105,9 @@ class ServerSettings(_Strict):
     upstream_timeout_s: float = Field(600.0, gt=0)  # whole backend call (non-stream) / idle gap
     upstream_connect_timeout_s: float = Field(10.0, gt=0)
     reload_interval_s: float = Field(2.0, ge=0)  # config mtime polling; 0 = SIGHUP only
+    header_timeout_s: float = Field(10.0, gt=0)  # request line + headers must arrive within it
+    body_timeout_s: float = Field(60.0, gt=0)  # the whole request body must arrive within it
+    keep_alive_s: float = Field(5.0, gt=0)  # idle keep-alive connections close after it
 
 
 class LogSettings(_Strict):

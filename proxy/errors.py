@@ -6,6 +6,7 @@
     │   ├── MissingQuery              a document must be compressed but no question was found
     │   └── ContextTooLong            the engine refused the document (failure_mode: closed)
     ├── PayloadTooLarge (413)         body over server.max_body_bytes
+    ├── RequestTimeout (408)          body not received within server.body_timeout_s
     ├── AuthenticationFailed (401)    missing or unknown API key (tenants configured)
     ├── ModelNotFound (404)           no route for the model, or the policy does not allow it
     ├── CompressionFailed (503)       engine failed and the policy says failure_mode: closed
@@ -91,6 +92,12 @@ class PayloadTooLarge(ProxyError):
     code = "request_too_large"
 
 
+class RequestTimeout(ProxyError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class AuthenticationFailed(ProxyError):
     status = 401
     type = "authentication_error"
@@ -155,7 +162,8 @@ class UpstreamUnreachable(UpstreamError):
 def error_body(
     message: str, type: str, param: str | None = None, code: str | int | None = None
 ) -> dict:
-    """OpenAI's error body. The one place it is built."""
+    """OpenAI's error body. The one place it is built (a lone surrogate in it becomes `\\udxxx`)."""
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 

@@ -100,6 +100,7 @@ def build_state(
                 on_error=metrics.cache_error,
                 enabled=c.enabled,
                 key_prefix=c.key_prefix,
+                key_secret=_cache_secret(config),
             )
     if previous is not None and previous.config.log == config.log:
         request_log = previous.request_log
@@ -191,6 +192,18 @@ async def close_parts(
             await old.cache.close()
     if keep is None or keep.request_log is not old.request_log:
         old.request_log.close()
+
+
+def _cache_secret(config: ProxyConfig) -> bytes | None:
+    c = config.cache
+    secret = c.key_secret.get_secret_value() if c.key_secret else os.environ.get(c.key_secret_env)
+    if not secret and c.redis_url and c.enabled:
+        log.warning(
+            "no cache key secret (cache.key_secret or $%s): using a random one, so this process "
+            "shares no Redis entries with other replicas or its own restarts",
+            c.key_secret_env,
+        )
+    return secret.encode() if secret else None
 
 
 def _mtime(path: str | None) -> float | None:

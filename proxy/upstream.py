@@ -29,8 +29,11 @@ from proxy.errors import (
     ModelNotFound,
     UpstreamError,
     from_exception,
+    redact,
     upstream_error_from_response,
 )
+from proxy.jsonsafe import dumps
+from proxy.responsecheck import require_json, require_sse
 
 log = logging.getLogger(__name__)
 PASSTHROUGH = frozenset(
@@ -51,6 +54,14 @@ _LITELLM_PARAMS = frozenset(
      "parallel_tool_calls", "logprobs", "top_logprobs", "stream_options", "reasoning_effort",
      "metadata", "modalities", "audio", "prediction", "service_tier", "store"}
 )  # fmt: skip
+
+
+_USER_AGENT = f"python-httpx/{httpx.__version__}".encode()
+
+
+@lru_cache(maxsize=256)
+def _chat_url(api_base: str) -> httpx.URL:
+    return httpx.URL(api_base.rstrip("/") + "/chat/completions")
 
 
 @dataclass(frozen=True)
@@ -151,16 +162,27 @@ class Upstream:
         )
 
     def _request(self, b: Backend, body: dict) -> httpx.Request:
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        """The backend request, built directly: the client's build_request (URL parsing, header
+        and cookie merging) was a third of the proxy's CPU per request. Same headers as before."""
+        stream = body.get("stream") is True
+        headers = [
+            (b"Accept", b"text/event-stream" if stream else b"*/*"),
+            (b"Connection", b"keep-alive"),
+            (b"User-Agent", _USER_AGENT),
+            (b"content-type", b"application/json"),
+            (b"accept-encoding", b"identity"),
+        ]
         if b.api_key:
-            headers["authorization"] = f"Bearer {b.api_key}"
-        if body.get("stream") is True:
-            headers["accept"] = "text/event-stream"
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        timeout = httpx.Timeout(b.timeout_s, connect=b.connect_timeout_s)
-        url = b.api_base.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
-        return self.client.build_request(
-            "POST", url, content=content, headers=headers, timeout=timeout
+            headers.append((b"authorization", f"Bearer {b.api_key}".encode()))
+        content = dumps(body)
+        timeout = {"connect": b.connect_timeout_s, "read": b.timeout_s, "write": b.timeout_s,
+                   "pool": b.timeout_s}  # fmt: skip
+        return httpx.Request(
+            "POST",
+            _chat_url(b.api_base),  # type: ignore[arg-type]
+            headers=headers,
+            content=content,
+            extensions={"timeout": timeout},
         )
 
     async def complete(self, b: Backend, body: dict) -> tuple[int, dict[str, str], bytes]:
@@ -171,11 +193,11 @@ class Upstream:
             resp = await self.client.send(self._request(b, body))
         except Exception as exc:
             raise from_exception(exc) from exc
+        kept = _kept(resp.headers, _secrets(b))
         if resp.status_code >= 400:
-            raise upstream_error_from_response(
-                resp.status_code, resp.content, _secrets(b), _kept(resp.headers)
-            )
-        return resp.status_code, _kept(resp.headers), resp.content
+            raise upstream_error_from_response(resp.status_code, resp.content, _secrets(b), kept)
+        require_json(resp.content, resp.headers.get("content-type"))
+        return resp.status_code, kept, resp.content
 
     async def stream(self, b: Backend, body: dict) -> tuple[dict[str, str], AsyncIterator[bytes]]:
         """Streaming call: response headers once the backend answered 2xx, then its bytes.
@@ -190,6 +212,7 @@ class Upstream:
             resp = await self.client.send(self._request(b, body), stream=True)
         except Exception as exc:
             raise from_exception(exc) from exc
+        kept = _kept(resp.headers, _secrets(b))
         if resp.status_code >= 400:
             try:
                 content = await resp.aread()
@@ -197,10 +220,15 @@ class Upstream:
                 raise from_exception(exc) from exc
             finally:
                 await resp.aclose()
-            raise upstream_error_from_response(
-                resp.status_code, content, _secrets(b), _kept(resp.headers)
-            )
-        return _kept(resp.headers), _relay(resp, _secrets(b))
+            raise upstream_error_from_response(resp.status_code, content, _secrets(b), kept)
+        chunks = _relay(resp, _secrets(b))
+        try:  # the first bytes must look like SSE before the client is told 200
+            first = await anext(chunks, b"")
+            require_sse(first, resp.headers.get("content-type"))
+        except BaseException:
+            await chunks.aclose()
+            raise
+        return kept, _prepend(first, chunks)
 
     async def list_models(self, b: Backend, timeout_s: float = 10.0) -> list[dict]:
         """The backend's own `GET /models` entries (OpenAI format); raises on any failure."""
@@ -230,12 +258,22 @@ async def _relay(resp: httpx.Response, secrets: tuple[str, ...]) -> AsyncIterato
         await resp.aclose()
 
 
-def _kept(headers: httpx.Headers) -> dict[str, str]:
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+def _kept(headers: httpx.Headers, secrets: tuple[str, ...]) -> dict[str, str]:
+    """The backend headers the client gets, scrubbed of the route's key like bodies are."""
     out = {k: v for k, v in headers.items() if k.lower() in _KEEP_HEADERS}
     out.update({k: v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")})
     if "content-type" in headers:
         out["content-type"] = headers["content-type"]
-    return out
+    return {k: redact(v, secrets) for k, v in out.items()} if secrets else out
 
 
 def _secrets(b: Backend) -> tuple[str, ...]:

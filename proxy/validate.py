@@ -7,22 +7,17 @@ OpenAI-format 400 naming the offending field.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from proxy.errors import InvalidJSON, InvalidRequest
+from proxy.jsonsafe import loads
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
+    """The body as a dict; too deep, NaN/Infinity and lone surrogates are 400s (proxy.jsonsafe)."""
     if not raw.strip():
         raise InvalidJSON("The request body is empty; expected a JSON object.")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidJSON(
-            f"We could not parse the JSON body of your request ({exc}). "
-            "The body must be a JSON object."
-        ) from exc
+    body = loads(raw)
     if not isinstance(body, dict):
         raise InvalidJSON(f"The request body must be a JSON object, not {type(body).__name__}.")
     return body

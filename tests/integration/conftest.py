@@ -3,12 +3,8 @@ ports, the real Redis at 127.0.0.1:6379 under a per-test key prefix (cleaned up,
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +14,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "proxy"))
 
 from cprs_doubles import FakeBackend, ServerThread, free_port  # noqa: E402
-from proxy_int_helpers import SHARED_REDIS  # noqa: E402
+from proxy_int_helpers import SHARED_REDIS, PrivateRedis  # noqa: E402
 
 
 @pytest.fixture
@@ -32,7 +28,6 @@ def fake_backend():
 @pytest.fixture
 def redis_prefix():
     """A unique key prefix on the shared Redis; every key under it is deleted afterwards."""
-    import redis
 
     prefix = f"cprs-test:{uuid.uuid4().hex}:"
     client = redis.Redis.from_url(SHARED_REDIS)
@@ -57,52 +52,6 @@ def sdk():
     yield make
     for c in made:
         c.close()
-
-
-class PrivateRedis:
-    """A throwaway redis-server on its own port, no persistence; only it is ever stopped."""
-
-    def __init__(self, binary: str, port: int):
-        self.binary, self.port = binary, port
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("private redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # in case it was frozen
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @pytest.fixture

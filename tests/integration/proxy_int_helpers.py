@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import time
 from typing import Any
 
+import redis
 from cprs_doubles import QueryWordEngine, ServerThread
 
 from proxy.app import create_app
@@ -41,3 +46,49 @@ def running_proxy(cfg: dict, engine: Any = None):
     app = create_app(config_from_dict(cfg), engine=engine)
     with ServerThread(app) as server:
         yield server.url, engine
+
+
+class PrivateRedis:
+    """A throwaway redis-server on its own port, no persistence; only it is ever stopped."""
+
+    def __init__(self, binary: str, port: int):
+        self.binary, self.port = binary, port
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("private redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # in case it was frozen
+            self.proc.kill()
+            self.proc.wait(5)

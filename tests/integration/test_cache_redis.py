@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from cprs_engine.result import CompressionResult, Span
-from proxy.cache import CompressionCache, cache_key
+from proxy.cache import CircuitBreaker, CompressionCache, RedisStore, cache_key
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +37,7 @@ def _key(tenant: str, context: str = "a long document", engine: str = "it-engine
         granularity="sentence",
         prompt_text="p",
         budget_tokens=None,
+        secret=b"it-secret",
     )
 
 
@@ -117,17 +118,45 @@ async def _timed(cache, key, label, calls):
     return res, status, time.monotonic() - t0
 
 
+def _redis_only(url: str, errors: list, *, threshold: int) -> CompressionCache:
+    """Redis with no local LRU in front (from_settings adds one), to watch Redis alone."""
+    store = RedisStore(
+        url,
+        timeout_s=TIMEOUT_S,
+        on_error=errors.append,
+        breaker=CircuitBreaker(threshold, COOLDOWN_S),
+    )
+    return CompressionCache(store, on_error=errors.append, key_secret=b"it-secret")
+
+
+def test_local_lru_serves_seen_documents_while_redis_is_down(private_redis):
+    async def go():
+        cache = CompressionCache.from_settings(
+            private_redis.url, timeout_s=TIMEOUT_S, breaker_cooldown_s=COOLDOWN_S
+        )
+        calls: list = []
+        try:
+            assert (await _timed(cache, "seen", "v0", calls))[1] == "miss"
+            private_redis.kill()
+            for _ in range(5):
+                res, status, took = await _timed(cache, "seen", "never", calls)
+                assert (res.compressed, status) == ("v0", "hit")  # not recomputed
+                assert took < PER_CALL_BOUND_S
+            res, status, _ = await _timed(cache, "new", "v1", calls)
+            assert (res.compressed, status) == ("v1", "miss")
+            assert (await _timed(cache, "new", "never", calls))[:2][1] == "hit"
+            assert len(calls) == 2
+        finally:
+            await cache.close()
+
+    asyncio.run(go())
+
+
 def test_redis_killed_mid_run_fails_open_trips_breaker_and_recovers(private_redis):
     errors: list[str] = []
 
     async def go():
-        cache = CompressionCache.from_settings(
-            private_redis.url,
-            timeout_s=TIMEOUT_S,
-            on_error=errors.append,
-            breaker_threshold=3,
-            breaker_cooldown_s=COOLDOWN_S,
-        )
+        cache = _redis_only(private_redis.url, errors, threshold=3)
         breaker = cache.store.breaker
         calls: list = []
         try:
@@ -165,13 +194,7 @@ def test_frozen_redis_times_out_quickly_and_recovers(private_redis):
     errors: list[str] = []
 
     async def go():
-        cache = CompressionCache.from_settings(
-            private_redis.url,
-            timeout_s=TIMEOUT_S,
-            on_error=errors.append,
-            breaker_threshold=2,
-            breaker_cooldown_s=COOLDOWN_S,
-        )
+        cache = _redis_only(private_redis.url, errors, threshold=2)
         breaker = cache.store.breaker
         calls: list = []
         try:

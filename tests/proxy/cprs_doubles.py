@@ -105,7 +105,7 @@ def free_port() -> int:
 class ServerThread:
     """Run an ASGI app with uvicorn on a free loopback port in a background thread."""
 
-    def __init__(self, app: Any, port: int | None = None):
+    def __init__(self, app: Any, port: int | None = None, **uvicorn_kwargs: Any):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -115,6 +115,7 @@ class ServerThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
+            **uvicorn_kwargs,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -181,11 +182,10 @@ def _last_user_text(body: dict) -> str:
     for msg in reversed(body["messages"]):
         if msg.get("role") == "user":
             c = msg.get("content")
-            return (
-                c
-                if isinstance(c, str)
-                else " ".join(p.get("text", "") for p in c if isinstance(p, dict))
-            )
+            if isinstance(c, str):
+                return c
+            parts = c if isinstance(c, list) else []
+            return " ".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
     return ""
 
 

@@ -16,6 +16,7 @@ KEY_ARGS = dict(
     granularity="sentence",
     prompt_text="extract facts",
     budget_tokens=None,
+    secret=b"test-secret",
 )
 
 
@@ -43,7 +44,7 @@ def _run(coro):
 def test_key_layout_and_no_text_inside():
     key = cache_key(**KEY_ARGS)
     parts = key.split(":")
-    assert parts[:3] == ["cprs", "v1", "critic-1"]
+    assert parts[:3] == ["cprs", "v2", "critic-1"]
     assert len(parts[3]) == 16 and len(parts[4]) == 64
     for text in ("Alice", "Secret", "who?", "acme", "extract"):
         assert text not in key
@@ -59,6 +60,7 @@ def test_key_layout_and_no_text_inside():
         ("granularity", "keyword"),
         ("prompt_text", "extract keywords"),
         ("budget_tokens", 100),
+        ("secret", b"another-secret"),
     ],
 )
 def test_every_field_changes_the_key(field, value):
@@ -72,6 +74,8 @@ def test_tenant_and_engine_version_are_in_the_namespace():
     c = cache_key(**{**KEY_ARGS, "engine_version": "critic-2"})
     assert a.split(":")[3] != b.split(":")[3]  # tenant namespace
     assert a.split(":")[2] != c.split(":")[2]  # engine namespace
+    d = cache_key(**{**KEY_ARGS, "secret": b"another-secret"})
+    assert a.split(":")[3] != d.split(":")[3]  # keyed: the tenant hash needs the secret
     weird = cache_key(**{**KEY_ARGS, "engine_version": "a:b c"})
     assert weird.split(":")[2] == "a_b_c" and len(weird.split(":")) == 5
 

@@ -1,0 +1,61 @@
+"""The standing reliability suite (`make reliability`; not in the default test run).
+
+Fixtures: the proxy and a fake backend as real servers on loopback ports with the proxy's own
+server settings (read deadlines, JSON 400s), private redis-servers (never the shared one), and
+`figures`, where each test records what it tried; the session writes them to
+runs/reliability.json for RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "proxy"))
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+from cprs_doubles import FakeBackend, ServerThread, free_port  # noqa: E402
+from proxy_int_helpers import PrivateRedis  # noqa: E402
+
+_FIGURES: dict = {}
+
+
+@pytest.fixture(scope="session")
+def figures():
+    yield _FIGURES
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _FIGURES:
+        return
+    out = ROOT / "runs" / "reliability.json"
+    out.parent.mkdir(exist_ok=True)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    old.update(_FIGURES)
+    old["_written"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    out.write_text(json.dumps(old, indent=2, sort_keys=True))
+
+
+@pytest.fixture
+def fake_backend():
+    backend = FakeBackend()
+    with ServerThread(backend.app()) as server:
+        backend.url = server.url  # type: ignore[attr-defined]
+        yield backend
+
+
+@pytest.fixture
+def private_redis():
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server binary not found")
+    server = PrivateRedis(binary, free_port())
+    server.start()
+    yield server
+    server.kill()

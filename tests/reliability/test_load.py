@@ -1,0 +1,81 @@
+"""Load: 200 concurrent streams for 60 s through the proxy, then the same straight to the
+backend, each stream 21 chunks over 1 s from a fake backend. Everything on loopback, in separate
+processes; bounded (each phase stops by itself) and recorded, not timed: zero errors and zero
+lost requests are asserted; time to first byte through the proxy and direct is recorded for
+RELIABILITY.md (speed targets belong to benchmarks, not tests).
+
+RELIABILITY_LOAD_S (default 60) and RELIABILITY_STREAMS (default 200) change the size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import httpx
+import pytest
+from rel_helpers import percentile, spawn
+
+pytestmark = pytest.mark.reliability
+SECONDS = float(os.environ.get("RELIABILITY_LOAD_S", "60"))
+STREAMS = int(os.environ.get("RELIABILITY_STREAMS", "200"))
+BODY = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "count"}]}
+
+
+async def phase(url: str, key: str, seconds: float, streams: int) -> dict:
+    ttfb: list[float] = []
+    errors: list[str] = []
+    done = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                t = time.perf_counter()
+                try:
+                    async with client.stream("POST", url + "/v1/chat/completions", json=BODY,
+                                             headers={"authorization": f"Bearer {key}"}) as r:  # fmt: skip
+                        first = None
+                        tail = b""
+                        async for chunk in r.aiter_bytes():
+                            if first is None:
+                                first = time.perf_counter() - t
+                            tail = (tail + chunk)[-32:]
+                        if r.status_code != 200 or not tail.endswith(b"data: [DONE]\n\n"):
+                            errors.append(f"{r.status_code} {tail!r}")
+                            continue
+                        ttfb.append(first)
+                        done += 1
+                except httpx.HTTPError as exc:
+                    errors.append(type(exc).__name__)
+
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(streams))), seconds + 60)
+    return {
+        "requests": done,
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "rps": round(done / seconds, 1),
+        "ttfb_p50_ms": round(percentile(ttfb, 50) * 1000, 1),
+        "ttfb_p99_ms": round(percentile(ttfb, 99) * 1000, 1),
+    }
+
+
+def test_200_concurrent_streams_for_60s(tmp_path, figures):
+    with (
+        spawn(tmp_path, "backend") as backend,
+        spawn(tmp_path, "proxy", "--backend", backend) as proxy,
+    ):
+        via_proxy = asyncio.run(phase(proxy, "sk-load", SECONDS, STREAMS))
+        direct = asyncio.run(phase(backend, "sk-backend-load", SECONDS, STREAMS))
+    figures["load"] = {
+        "streams": STREAMS,
+        "seconds": SECONDS,
+        "proxy": via_proxy,
+        "direct": direct,
+        "ttfb_p99_ratio": round(via_proxy["ttfb_p99_ms"] / max(direct["ttfb_p99_ms"], 1e-9), 2),
+    }
+    assert via_proxy["errors"] == 0 and direct["errors"] == 0, figures["load"]
+    assert via_proxy["requests"] > 0
