@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import types
 
 import httpx
 import pytest
@@ -17,15 +18,31 @@ pytestmark = pytest.mark.integration
 
 
 class SyncEngine:
-    """The engine service calls `compress` in a worker thread, synchronously."""
+    """QueryWordEngine behind the engine scheduler's compressor interface: one window per
+    document, an empty forward pass, and the whole extraction when decoding."""
 
     engine_version = "remote-test-v1"
+    windows_per_pass = 1
 
     def __init__(self) -> None:
         self.inner = QueryWordEngine()
 
-    def compress(self, query, context, **kw):
-        return asyncio.run(self.inner.compress(query, context, **kw))
+    def plan(self, query, context, **kw):
+        return types.SimpleNamespace(
+            query=query, context=context, kw=kw, ids=[0], prefix=[0], tag="t",
+            windows=[[(0, 1)]], empty_outputs=lambda: None,
+        )  # fmt: skip
+
+    def score_pass(self, prefix, tag, rows):
+        return None
+
+    def scored(self, plan, outputs, model_s):
+        return plan
+
+    def decode(self, plan, *, budget_tokens):
+        return asyncio.run(
+            self.inner.compress(plan.query, plan.context, budget_tokens=budget_tokens, **plan.kw)
+        )
 
 
 def test_remote_engine_replicas_compress_and_a_dead_one_is_skipped(fake_backend, sdk):
