@@ -18,9 +18,13 @@ Command = tuple[str, str, str]
 COMMANDS: list[Command] = [
     ("compress", "cprs_engine.commands.compress", "compress a document for a query"),
     ("engine", "cprs_engine.service", "the engine alone: `engine serve`"),
-    ("train", "cprs_engine.train", "train the default critic (resumable)"),
-    ("tune", "cprs_engine.tune", "choose the critic's decoding settings on training data"),
-    ("eval", "cprs_engine.evaluate", "recall / ratio / latency against RAG and BM25"),
+    ("train", "cprs_engine.training.train", "train the default critic (resumable)"),
+    (
+        "tune",
+        "cprs_engine.evaluation.tune",
+        "choose the critic's decoding settings on training data",
+    ),
+    ("eval", "cprs_engine.evaluation.evaluate", "recall / ratio / latency against RAG and BM25"),
 ]
 
 

@@ -1,6 +1,6 @@
 """`cprs eval`: recall, compression ratio and latency of the critic against RAG and BM25.
 
-Cases (cprs_engine/data/evalset.py): the reserved slices (HotpotQA items >= 6000, the last 7
+Cases (cprs_engine/training/data/evalset.py): the reserved slices (HotpotQA items >= 6000, the last 7
 SQuAD articles) and fresh synthetic needles/KV/VT under a seed namespace training never uses,
 built as whole documents of 8K/32K/128K tokens.
 
@@ -228,7 +228,7 @@ def report(summary: list[dict], methods: list[str], info: dict) -> str:
             "and BM25 get the critic's output size for each case as their budget (last chunk "
             "cut to fit). "
             "Cases: reserved HotpotQA items >= 6000, the last 7 SQuAD articles, fresh synthetic "
-            "needles (cprs_engine/data/evalset.py).",
+            "needles (cprs_engine/training/data/evalset.py).",
         ]
     )
 
@@ -236,7 +236,7 @@ def report(summary: list[dict], methods: list[str], info: dict) -> str:
 def run_case(ex, methods: list[str], comp, view, budget: int, embedder=None) -> list[dict]:
     """Every method on one case; the critic runs first and its output size becomes the
     baselines' budget (`budget` is used only when the critic is not among `methods`)."""
-    from cprs_engine.baselines import retrieve
+    from cprs_engine.evaluation.baselines import retrieve
 
     facts = ex.meta["facts"]
     ctx_tokens = view.count(ex.context)
@@ -274,8 +274,8 @@ def run_case(ex, methods: list[str], comp, view, budget: int, embedder=None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from cprs_engine.baselines import MiniLM, TokenView
-    from cprs_engine.data.evalset import eval_case
+    from cprs_engine.evaluation.baselines import MiniLM, TokenView
+    from cprs_engine.training.data.evalset import eval_case
 
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     tasks = [t for t in args.tasks.split(",") if t.strip()]

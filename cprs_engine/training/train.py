@@ -87,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_mix(text: str) -> dict[str, float]:
     """`name=weight,...` -> {name: weight}, names checked against the task table."""
-    from cprs_engine.data.mix import TASKS
+    from cprs_engine.training.data.mix import TASKS
 
     out: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -249,8 +249,8 @@ class Trainer:
     def batch(self, rng: random.Random):
         import torch
 
-        from cprs_engine.data.mix import training_examples
         from cprs_engine.modeling import O_TAG
+        from cprs_engine.training.data.mix import training_examples
 
         stream = training_examples(
             self.args.seed,
@@ -388,8 +388,8 @@ class Trainer:
         """Held-out windows (a seed no run trains on): token and gold-span recall, precision."""
         import torch
 
-        from cprs_engine.data.mix import training_examples
         from cprs_engine.modeling import O_TAG
+        from cprs_engine.training.data.mix import training_examples
 
         self.model.eval()
         stream = training_examples(

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from cprs_engine import evaluate
-from cprs_engine.baselines import TokenView, bm25_scores, chunk, select
-from cprs_engine.data.evalset import EVAL_TASKS, eval_case
+from cprs_engine.evaluation import evaluate
+from cprs_engine.evaluation.baselines import TokenView, bm25_scores, chunk, select
+from cprs_engine.training.data.evalset import EVAL_TASKS, eval_case
 
 
 def words_view() -> TokenView:
@@ -71,7 +71,7 @@ def test_bm25_ranks_the_matching_passage_first():
 
 
 def test_minilm_scores_semantic_match_higher():
-    from cprs_engine.baselines import MiniLM
+    from cprs_engine.evaluation.baselines import MiniLM
 
     m = MiniLM()
     s = m.scores(

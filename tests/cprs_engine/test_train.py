@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cprs_engine import train
+from cprs_engine.training import train
 
 
 def test_parse_mix_reads_task_weights():
