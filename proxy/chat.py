@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from cprs_engine.wire import read_limited
 from policies.ab import assign_arm
 from proxy.compress import compress_documents
 from proxy.detect import find_documents
@@ -73,20 +74,6 @@ def client_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.headers.get("api-key") or None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    too_big = PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, upstream: Upstream):
     state = holder.current
     ctx = Ctx(uuid.uuid4().hex, time.perf_counter())
@@ -115,7 +102,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     api_key = client_key(request)
     ctx.tenant, policy = state.authenticate(api_key)
     ctx.policy = policy.name
-    raw = await read_body(request, state.config.server.max_body_bytes)
+    raw = await read_limited(request, state.config.server.max_body_bytes, PayloadTooLarge)
     body = parse_body(raw)
     check_chat(body)
     ctx.stream = body.get("stream") is True

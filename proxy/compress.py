@@ -14,14 +14,13 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from cprs_engine.errors import ContextTooLong as EngineContextTooLong
-from cprs_engine.errors import CPRSError, InvalidInput
+from cprs_engine.errors import ContextTooLong, CPRSError, InvalidInput
 from cprs_engine.prompts import resolve
 from policies.rules import choose
 from policies.schema import FailureMode, Policy, budget_for
 from proxy.cache import cache_key
 from proxy.detect import Document
-from proxy.errors import CompressionFailed, CompressionTimeout, ContextTooLong, MissingQuery
+from proxy.errors import CompressionFailed, CompressionTimeout, DocumentTooLong, MissingQuery
 from proxy.metrics import Metrics, model_label
 from proxy.rewrite import Replacement
 from proxy.state import AppState
@@ -147,8 +146,8 @@ def _closed_error(exc: Exception):
         return exc
     if isinstance(exc, TimeoutError):
         return CompressionTimeout("compression timed out and the policy's failure_mode is closed")
-    if isinstance(exc, EngineContextTooLong):
-        return ContextTooLong(f"the document is too long to compress: {exc.message}")
+    if isinstance(exc, ContextTooLong):
+        return DocumentTooLong(f"the document is too long to compress: {exc.message}")
     if isinstance(exc, CPRSError):
         return CompressionFailed(f"compression failed ({exc.code}): {exc.message}")
     return CompressionFailed(f"compression failed: {type(exc).__name__}")

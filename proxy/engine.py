@@ -32,6 +32,7 @@ from cprs_engine.errors import (
     InvalidInput,
 )
 from cprs_engine.result import CompressionResult
+from cprs_engine.wire import CompressRequest
 from proxy.config import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -215,15 +216,9 @@ class RemoteEngines:
     ):
         import httpx
 
-        payload: dict[str, Any] = {"query": query, "context": context}
-        for k, v in (
-            ("granularity", granularity),
-            ("prompt", prompt),
-            ("instruction", instruction),
-            ("budget_tokens", budget_tokens),
-        ):
-            if v is not None:
-                payload[k] = v
+        payload = CompressRequest(
+            query, context, granularity, prompt, instruction, budget_tokens
+        ).to_json()
         last: Exception | None = None
         for r in self._order():
             r.in_flight += 1

@@ -23,6 +23,7 @@ from cprs_engine import prompts
 from cprs_engine.errors import CheckpointNotFound, ContextTooLong
 from cprs_engine.result import CompressionResult, Span
 from cprs_engine.service import ServiceSettings, add_arguments, create_app, parse_compress_request
+from cprs_engine.wire import CompressRequest, type_for_status
 
 
 class ExtractiveDouble:
@@ -107,7 +108,7 @@ def assert_error(resp: httpx.Response, status: int, code: str, param: str | None
     err = resp.json()["error"]
     assert set(err) == {"message", "type", "param", "code"}
     assert err["code"] == code and err["param"] == param and err["message"]
-    assert err["type"] == ("invalid_request_error" if status < 500 else err["type"])
+    assert err["type"] == type_for_status(status)  # the table the proxy answers with too
 
 
 def test_compress_returns_the_result_json():
@@ -287,11 +288,10 @@ def test_cli_parser_has_nested_serve():
 
 
 def test_parse_compress_request_passes_options_through():
-    kwargs = parse_compress_request(
-        {"query": "q", "context": "c", "granularity": "keyword", "budget_tokens": 7, "extra": 1},
-        ServiceSettings(),
-    )
-    assert kwargs == {
+    body = {"query": "q", "context": "c", "granularity": "keyword", "budget_tokens": 7, "x": 1}
+    request = parse_compress_request(body, ServiceSettings())
+    assert request == CompressRequest("q", "c", granularity="keyword", budget_tokens=7)
+    assert request.kwargs() == {
         "query": "q",
         "context": "c",
         "granularity": "keyword",
@@ -299,6 +299,8 @@ def test_parse_compress_request_passes_options_through():
         "prompt": None,
         "budget_tokens": 7,
     }
+    del body["x"]
+    assert request.to_json() == body  # what the proxy's client sends is what the engine parses
 
 
 def test_real_compressor_on_a_tiny_random_checkpoint(tmp_path):
