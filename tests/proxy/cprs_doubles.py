@@ -41,7 +41,9 @@ _STOP = {
 
 
 class QueryWordEngine:
-    """Keeps the sentences of the context that share a word (4+ letters) with the query."""
+    """Keeps the sentences of the context that share a word (4+ letters) with the query.
+    `calls` records every argument of every `compress`, so a setting dropped on the way from
+    the policy to the engine fails a test."""
 
     def __init__(
         self, *, delay_s: float = 0.0, fail: Exception | None = None, version: str = "test-qw-1"
@@ -64,7 +66,14 @@ class QueryWordEngine:
         self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
     ):
         self.calls.append(
-            {"query": query, "context_chars": len(context), "granularity": granularity}
+            {
+                "query": query,
+                "context": context,
+                "granularity": granularity,
+                "prompt": prompt,
+                "instruction": instruction,
+                "budget_tokens": budget_tokens,
+            }
         )
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
