@@ -1,7 +1,7 @@
 """The engine alone over HTTP: `cprs engine serve` (a starlette app run by uvicorn).
 
     POST /v1/compress   {"query", "context", "granularity"?, "instruction"?, "budget_tokens"?,
-                         "prompt"?}  ->  CompressionResult.to_dict(), the JSON of
+                         "prompt"?, "budget_unit"?}  ->  CompressionResult.to_dict(), the JSON of
                          `cprs compress --json`
     GET  /healthz       liveness: the process answers
     GET  /readyz        readiness: the critic is loaded (200 with engine_version, else 503)
@@ -10,8 +10,8 @@ The request, the error body and the size-limited reader are the wire contract in
 cprs_engine/wire.py, shared with the proxy's remote client.
 
 Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}. Every malformed
-request is a 400 (bad JSON, wrong types, empty query/context, unknown granularity or prompt,
-bad budget) except sizes: a body over `max_body_bytes` or a context over `max_context_chars`
+request is a 400 (bad JSON, wrong types, empty query/context, unknown granularity, prompt or
+budget unit, bad budget) except sizes: a body over `max_body_bytes` or a context over `max_context_chars`
 is a 413. Unknown fields are ignored. The critic is loaded once, at startup (lifespan); a
 missing checkpoint does not kill the process: /readyz and /v1/compress answer 503 with the
 instructions, so an orchestrator sees an unready replica rather than a crash loop.
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cprs_engine import prompts
+from cprs_engine import prompts, units
 from cprs_engine.errors import ContextTooLong, CPRSError, EngineFailure, InvalidInput
 from cprs_engine.wire import CompressRequest, error_body, invalid, read_limited
 
@@ -73,6 +73,7 @@ def parse_compress_request(body: Any, settings: ServiceSettings) -> CompressRequ
             f"{settings.max_context_chars}"
         )
     prompts.resolve(request.granularity, prompt=request.prompt, instruction=request.instruction)
+    units.check(request.budget_unit)
     return request
 
 

@@ -54,6 +54,7 @@ class CompressRequest:
     prompt: str | None = None
     instruction: str | None = None
     budget_tokens: int | None = None
+    budget_unit: str | None = None  # what budget_tokens counts (cprs_engine/units.py)
 
     def to_json(self) -> dict[str, Any]:
         """The body to send; options left unset are left out."""
@@ -80,7 +81,7 @@ class CompressRequest:
                 raise empty(f"'{name}' must not be empty")
             texts[name] = value
         opts: dict[str, Any] = {}
-        for name in ("granularity", "prompt", "instruction"):
+        for name in ("granularity", "prompt", "instruction", "budget_unit"):
             value = body.get(name)
             if value is not None and not isinstance(value, str):
                 raise invalid(f"'{name}' must be a string or null", param=name, code="invalid_type")

@@ -42,6 +42,7 @@ def cache_key(
     granularity: str,
     prompt_text: str,
     budget_tokens: int | None,
+    budget_unit: str | None = None,
 ) -> str:
     """`cprs:v1:{engine_version}:{sha256(tenant)[:16]}:{sha256(all fields)}` - no text inside."""
     fields = {
@@ -52,6 +53,7 @@ def cache_key(
         "granularity": granularity,
         "prompt_text": prompt_text,
         "budget_tokens": budget_tokens,
+        "budget_unit": budget_unit,  # the same number in another unit is another budget
     }
     blob = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     digest = hashlib.sha256(blob.encode()).hexdigest()

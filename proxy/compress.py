@@ -50,7 +50,10 @@ async def compress_documents(
     if not docs:
         return out
     results = await asyncio.gather(
-        *(_one(state, metrics, d, tenant=tenant, policy=policy, model=model) for d in docs),
+        *(
+            _one(state, metrics, d, tenant=tenant, policy=policy, model=model, unit=counter.unit)
+            for d in docs
+        ),
         return_exceptions=True,
     )
     statuses = []
@@ -83,9 +86,18 @@ async def compress_documents(
 
 
 async def _one(
-    state: AppState, metrics: Metrics, doc: Document, *, tenant: str, policy: Policy, model: str
+    state: AppState,
+    metrics: Metrics,
+    doc: Document,
+    *,
+    tenant: str,
+    policy: Policy,
+    model: str,
+    unit: str,
 ) -> tuple[str, str, float, float]:
-    """(compressed text, cache status, engine seconds, total seconds) for one document."""
+    """(compressed text, cache status, engine seconds, total seconds) for one document.
+    A budget counts the backend's tokens (`unit`, the tiktoken encoding `doc.tokens` was
+    counted in), and the engine cuts in that same unit."""
     if doc.query is None:
         raise MissingQuery(
             "A document in the request must be compressed, but no question was found outside it "
@@ -96,6 +108,7 @@ async def _one(
     )
     prompt = resolve(choice.granularity, prompt=choice.prompt, instruction=choice.instruction)
     budget = budget_for(policy, doc.tokens)
+    budget_unit = unit if budget is not None else None
     engine = state.engine
     key = cache_key(
         tenant=tenant,
@@ -105,6 +118,7 @@ async def _one(
         granularity=prompt.granularity,
         prompt_text=prompt.text,
         budget_tokens=budget,
+        budget_unit=budget_unit,
     )
     timing = {"engine": 0.0}
 
@@ -119,6 +133,7 @@ async def _one(
                     prompt=choice.prompt,
                     instruction=choice.instruction,
                     budget_tokens=budget,
+                    budget_unit=budget_unit,
                 )
         finally:
             timing["engine"] = time.perf_counter() - t

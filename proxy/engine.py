@@ -4,8 +4,8 @@
     engine_version: str               part of every cache key: a new critic never serves old spans
     ready() -> (bool, reason)         for /readyz
     async start() / close()
-    async compress(query, context, *, granularity, prompt, instruction, budget_tokens)
-        -> CompressionResult           raises cprs_engine.errors.CPRSError subclasses
+    async compress(query, context, *, granularity, prompt, instruction, budget_tokens,
+                   budget_unit) -> CompressionResult   raises cprs_engine.errors.CPRSError
 
 The local engine loads the critic in a background thread at startup (the server answers at once;
 until the model is ready, compressions fail, which fail-open policies turn into pass-through) and
@@ -56,6 +56,7 @@ class Engine(Protocol):
         prompt: str | None = None,
         instruction: str | None = None,
         budget_tokens: int | None = None,
+        budget_unit: str | None = None,
     ) -> CompressionResult: ...
 
 
@@ -106,7 +107,15 @@ class LocalEngine:
         log.info("compression engine ready (%s)", self.engine_version)
 
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        budget_unit=None,
     ):
         if self._compressor is None:
             raise (CheckpointNotFound if self._error else EngineFailure)(
@@ -125,6 +134,7 @@ class LocalEngine:
                     instruction=instruction,
                     budget_tokens=budget_tokens,
                     prompt=prompt,
+                    budget_unit=budget_unit,
                     cancel=stop,
                 )
             except CPRSError:
@@ -212,12 +222,20 @@ class RemoteEngines:
         return sorted(rotated, key=lambda r: r.in_flight)  # stable: ties keep round-robin order
 
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        budget_unit=None,
     ):
         import httpx
 
         payload = CompressRequest(
-            query, context, granularity, prompt, instruction, budget_tokens
+            query, context, granularity, prompt, instruction, budget_tokens, budget_unit
         ).to_json()
         last: Exception | None = None
         for r in self._order():

@@ -37,13 +37,20 @@ class ExtractiveDouble:
         self.calls: list[dict] = []
         self._lock = threading.Lock()
 
-    def compress(self, query, context, *, granularity, instruction, budget_tokens, prompt):
+    def compress(
+        self, query, context, *, granularity, instruction, budget_tokens, prompt, budget_unit
+    ):
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
             self.calls.append(
-                dict(granularity=granularity, budget_tokens=budget_tokens, prompt=prompt)
+                dict(
+                    granularity=granularity,
+                    budget_tokens=budget_tokens,
+                    prompt=prompt,
+                    budget_unit=budget_unit,
+                )
             )
             time.sleep(self.delay)
             if self.fail:
@@ -126,7 +133,7 @@ def test_compress_returns_the_result_json():
     for s in result.spans:
         assert CONTEXT[s.start : s.end] == s.text
     assert set(body) >= {"compressed", "spans", "input_tokens", "output_tokens", "ratio"}
-    assert double.calls == [dict(granularity=None, budget_tokens=50, prompt=None)]
+    assert double.calls == [dict(granularity=None, budget_tokens=50, prompt=None, budget_unit=None)]
 
 
 def test_health_and_ready():
@@ -184,6 +191,18 @@ def test_health_and_ready():
             400,
             "invalid_budget",
             "budget_tokens",
+        ),
+        (
+            {"query": "q", "context": CONTEXT, "budget_tokens": 9, "budget_unit": "words"},
+            400,
+            "unknown_budget_unit",
+            "budget_unit",
+        ),
+        (
+            {"query": "q", "context": CONTEXT, "budget_unit": 5},
+            400,
+            "invalid_type",
+            "budget_unit",
         ),
         (["query", "context"], 400, "invalid_type", None),
         ({"query": "q", "context": "x" * 101}, 413, "context_too_long", "context"),
@@ -298,6 +317,7 @@ def test_parse_compress_request_passes_options_through():
         "instruction": None,
         "prompt": None,
         "budget_tokens": 7,
+        "budget_unit": None,
     }
     del body["x"]
     assert request.to_json() == body  # what the proxy's client sends is what the engine parses

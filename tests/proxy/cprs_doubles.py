@@ -63,7 +63,15 @@ class QueryWordEngine:
         return None
 
     async def compress(
-        self, query, context, *, granularity=None, prompt=None, instruction=None, budget_tokens=None
+        self,
+        query,
+        context,
+        *,
+        granularity=None,
+        prompt=None,
+        instruction=None,
+        budget_tokens=None,
+        budget_unit=None,
     ):
         self.calls.append(
             {
@@ -73,6 +81,7 @@ class QueryWordEngine:
                 "prompt": prompt,
                 "instruction": instruction,
                 "budget_tokens": budget_tokens,
+                "budget_unit": budget_unit,
             }
         )
         if self.delay_s:

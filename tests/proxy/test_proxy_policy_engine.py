@@ -28,7 +28,8 @@ def send(make_app, policy: dict, *, model: str = "gpt-4o", marker: str = "docume
 
 
 def options(seen: dict) -> dict:
-    return {k: seen[k] for k in ("granularity", "prompt", "instruction", "budget_tokens")}
+    keys = ("granularity", "prompt", "instruction", "budget_tokens", "budget_unit")
+    return {k: seen[k] for k in keys}
 
 
 def test_defaults_send_the_sentence_granularity_and_nothing_else(make_app):
@@ -38,6 +39,7 @@ def test_defaults_send_the_sentence_granularity_and_nothing_else(make_app):
         "prompt": None,
         "instruction": None,
         "budget_tokens": None,
+        "budget_unit": None,
     }
 
 
@@ -68,8 +70,9 @@ def test_an_instruction_reaches_the_engine(make_app):
     assert seen["granularity"] == "sentence"
 
 
-def test_budget_tokens_reaches_the_engine(make_app):
-    assert send(make_app, {"budget_tokens": 57})["budget_tokens"] == 57
+def test_budget_tokens_reaches_the_engine_in_the_backends_tokens(make_app):
+    seen = send(make_app, {"budget_tokens": 57})
+    assert (seen["budget_tokens"], seen["budget_unit"]) == (57, "tiktoken:o200k_base")
 
 
 @pytest.mark.parametrize("ratio", [10, 20.5])
@@ -77,3 +80,4 @@ def test_target_ratio_becomes_a_budget_of_the_documents_tokens(make_app, ratio):
     doc_tokens = TokenCounter("gpt-4o").count(DOC)
     seen = send(make_app, {"target_ratio": ratio})
     assert seen["budget_tokens"] == math.ceil(doc_tokens / ratio)
+    assert seen["budget_unit"] == "tiktoken:o200k_base"  # gpt-4o's encoding, as counted
