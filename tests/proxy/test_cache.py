@@ -6,7 +6,8 @@ import json
 import pytest
 
 from cprs_engine.result import CompressionResult, Span
-from proxy.cache import CircuitBreaker, CompressionCache, MemoryLRU, cache_key
+from proxy.cache import CompressionCache, cache_key
+from proxy.stores import CircuitBreaker, MemoryLRU
 
 KEY_ARGS = dict(
     tenant="acme",
