@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from proxy.config import DEFAULT_UPSTREAM, ConfigError, config_from_dict, load_config
-from proxy.upstream import Router
+from proxy.routing import Router
 
 
 def test_embedded_defaults(monkeypatch):
