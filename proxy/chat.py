@@ -34,20 +34,11 @@ THREAD_OVER_CHARS = 50_000  # detection + counting of bigger requests runs off t
 
 
 @dataclass
-class Ctx:
-    rid: str
-    t0: float
-    tenant: str = "-"
-    policy: str = "-"
-    model: str = "unknown"
-    arm: str = "compress"
-    compressed: bool = False
-    cache: str = "off"
-    original: int = 0
-    sent: int = 0
-    stream: bool = False
-    status: int = 200
-    error_type: str | None = None
+class Ctx(RequestRecord):
+    """The request as it runs: the record it logs (fields declared once, in RequestRecord)
+    plus the stage timings that feed the metrics."""
+
+    t0: float = 0.0
     detect_s: float | None = None
     compress_s: float | None = None
     engine_s: float | None = None
@@ -57,11 +48,11 @@ class Ctx:
 
     def headers(self) -> dict[str, str]:
         return {
-            "x-cprs-request-id": self.rid,
+            "x-cprs-request-id": self.request_id,
             "x-cprs-arm": self.arm,
             "x-cprs-compressed": "true" if self.compressed else "false",
-            "x-cprs-original-tokens": str(self.original),
-            "x-cprs-compressed-tokens": str(self.sent),
+            "x-cprs-original-tokens": str(self.original_tokens),
+            "x-cprs-compressed-tokens": str(self.sent_tokens),
             "x-cprs-cache": self.cache,
         }
 
@@ -76,7 +67,7 @@ def client_key(request: Request) -> str | None:
 
 async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, upstream: Upstream):
     state = holder.current
-    ctx = Ctx(uuid.uuid4().hex, time.perf_counter())
+    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter())
     metrics.in_flight.inc()
     streaming = False
     try:
@@ -90,7 +81,7 @@ async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, u
         ctx.status, ctx.error_type = 499, "client_disconnected"
         return Response(status_code=499)
     except Exception as exc:  # a bug must still answer in OpenAI's format and be logged
-        log.exception("unexpected error serving %s", ctx.rid)
+        log.exception("unexpected error serving %s", ctx.request_id)
         ctx.status, ctx.error_type = 500, "internal_error"
         return error_response(ProxyError(f"internal error ({type(exc).__name__})"), ctx.headers())
     finally:
@@ -128,9 +119,9 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     t = time.perf_counter()
     big = len(raw) > THREAD_OVER_CHARS
     detection = await asyncio.to_thread(detect) if big else detect()
-    ctx.original = detection.tokens
+    ctx.original_tokens = detection.tokens
     ctx.detect_s = time.perf_counter() - t
-    ctx.sent = ctx.original
+    ctx.sent_tokens = ctx.original_tokens
     if ctx.arm == "compress" and detection.documents:
         t = time.perf_counter()
         comp = await compress_documents(
@@ -148,7 +139,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
             comp.cache_s,
         )
         ctx.cache, ctx.compressed = comp.cache, bool(comp.replacements)
-        ctx.sent = ctx.original - comp.saved_tokens
+        ctx.sent_tokens = ctx.original_tokens - comp.saved_tokens
         body = apply(body, comp.replacements)
     body = with_model(body, backend.model)
 
@@ -215,8 +206,8 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
     metrics.in_flight.dec()
     metrics.requests.labels(*labels, str(ctx.status), str(ctx.compressed).lower()).inc()
     if ctx.status < 400 or ctx.error_type:
-        metrics.tokens_in.labels(*labels).inc(ctx.original)
-        metrics.tokens_out.labels(*labels).inc(ctx.sent)
+        metrics.tokens_in.labels(*labels).inc(ctx.original_tokens)
+        metrics.tokens_out.labels(*labels).inc(ctx.sent_tokens)
     if (ctx.error_type or "").startswith("upstream") or ctx.status >= 500:
         metrics.upstream_errors.labels(ctx.tenant, ctx.model, str(ctx.status)).inc()
     for stage, secs in (
@@ -228,17 +219,14 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
     ):
         if secs is not None:
             metrics.stage.labels(*labels, stage).observe(secs)
-    record = RequestRecord(
-        ts=time.time(), request_id=ctx.rid, tenant=ctx.tenant, policy=ctx.policy, model=ctx.model,
-        arm=ctx.arm, compressed=ctx.compressed, cache=ctx.cache, original_tokens=ctx.original,
-        sent_tokens=ctx.sent, latency_ms=ms(total), upstream_ms=ms(ctx.upstream_s),
-        compress_ms=ms(ctx.compress_s), status=ctx.status, error_type=ctx.error_type, stream=ctx.stream,
-    )  # fmt: skip
-    state.request_log.write(record)
+    ctx.ts, ctx.latency_ms = time.time(), ms(total)
+    ctx.upstream_ms, ctx.compress_ms = ms(ctx.upstream_s), ms(ctx.compress_s)
+    state.request_log.write(ctx)
     log.info(
         "chat %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s",
-        ctx.rid, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
-        ctx.original, ctx.sent, total * 1000, f" error={ctx.error_type}" if ctx.error_type else "",
+        ctx.request_id, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
+        ctx.original_tokens, ctx.sent_tokens, total * 1000,
+        f" error={ctx.error_type}" if ctx.error_type else "",
     )  # fmt: skip
 
 
