@@ -106,17 +106,9 @@ class LocalEngine:
         self._compressor = compressor
         log.info("compression engine ready (%s)", self.engine_version)
 
-    async def compress(
-        self,
-        query,
-        context,
-        *,
-        granularity=None,
-        prompt=None,
-        instruction=None,
-        budget_tokens=None,
-        budget_unit=None,
-    ):
+    async def compress(self, query, context, **options):
+        """`options`: the Engine protocol's, checked by CompressRequest (a typo is a TypeError)."""
+        request = CompressRequest(query, context, **options)
         if self._compressor is None:
             raise (CheckpointNotFound if self._error else EngineFailure)(
                 self._error or "the compression engine is still loading"
@@ -127,16 +119,7 @@ class LocalEngine:
 
         def work() -> CompressionResult:
             try:
-                return fn(
-                    query,
-                    context,
-                    granularity=granularity,
-                    instruction=instruction,
-                    budget_tokens=budget_tokens,
-                    prompt=prompt,
-                    budget_unit=budget_unit,
-                    cancel=stop,
-                )
+                return fn(**request.kwargs(), cancel=stop)
             except CPRSError:
                 raise
             except Exception as exc:  # torch/runtime errors become the engine's own
@@ -221,22 +204,11 @@ class RemoteEngines:
         rotated = healthy[self._rr % n :] + healthy[: self._rr % n]
         return sorted(rotated, key=lambda r: r.in_flight)  # stable: ties keep round-robin order
 
-    async def compress(
-        self,
-        query,
-        context,
-        *,
-        granularity=None,
-        prompt=None,
-        instruction=None,
-        budget_tokens=None,
-        budget_unit=None,
-    ):
+    async def compress(self, query, context, **options):
+        """`options`: the Engine protocol's, sent as the engine service's CompressRequest."""
         import httpx
 
-        payload = CompressRequest(
-            query, context, granularity, prompt, instruction, budget_tokens, budget_unit
-        ).to_json()
+        payload = CompressRequest(query, context, **options).to_json()
         last: Exception | None = None
         for r in self._order():
             r.in_flight += 1
