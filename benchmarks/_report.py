@@ -1,7 +1,6 @@
-"""Shared by the benchmarks: marked sections of BENCHMARKS.md, the machine, small statistics.
-
-Each benchmark owns one section between `<!-- NAME:start -->` and `<!-- NAME:end -->`; writing it
-replaces that section only, so the engine, eval and proxy benchmarks can share one file.
+"""Shared by the benchmarks: the machine, small statistics, and the marked sections of
+BENCHMARKS.md (`replace_section`, the one writer, which `cprs eval` uses too: it lives in
+cprs_engine/evaluation/sections.py).
 """
 
 from __future__ import annotations
@@ -14,45 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-TITLE = "# Benchmarks\n\nEach section is written by the command it names; rerun it to refresh.\n"
+from cprs_engine.evaluation.sections import cpu_model, replace_section
 
-
-def replace_section(path: str | os.PathLike, name: str, body: str) -> Path:
-    """Put `body` between the `name` markers in `path`; append the section when it is missing.
-
-    The file is created (with a title) when absent; text outside the markers is kept byte for byte.
-    """
-    path = Path(path)
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.strip()}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.exists() else TITLE
-    i, j = text.find(start), text.find(end)
-    if i >= 0 and j > i:
-        text = text[:i] + block + text[j + len(end) :]
-    else:
-        if i >= 0 or j >= 0:
-            raise ValueError(f"{path}: unbalanced {name} markers; fix the file by hand")
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+__all__ = ["cpu_model", "replace_section"]  # re-exported for the benchmarks
 
 
 def command_line(module: str, argv: list[str] | None = None) -> str:
     """The command as a user would retype it."""
     argv = sys.argv[1:] if argv is None else argv
     return shlex.join(["python", "-m", module, *argv])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def ram_gib() -> float | None:

@@ -131,7 +131,7 @@ def cprs_proxy(services: Services, config: dict) -> Service:
     port = free_port()
     path = services.tmp / "cprs.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    argv = [sys.executable, "-m", "cprs_engine.cli", "serve", "--config", str(path)]
+    argv = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)]
     argv += ["--port", str(port)]
     return services.start("cprs-proxy", argv, port)
 

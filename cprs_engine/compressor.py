@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cprs_engine import decoding, encoding, prompts
+from cprs_engine import decoding, encoding, prompts, units
 from cprs_engine.errors import (
     Cancelled,
     ContextTooLong,
@@ -200,13 +200,17 @@ class Compressor:
         instruction: str | None = None,
         budget_tokens: int | None = None,
         prompt: str | None = None,
+        budget_unit: str | None = None,
         cancel=None,
     ) -> CompressionResult:
-        """`cancel`: anything with `is_set()` (a threading.Event); once set, the work stops
+        """`budget_unit` (cprs_engine/units.py): what `budget_tokens` counts, the critic's
+        tokens by default or a backend's (`tiktoken:o200k_base`); the cut is exact in it.
+        `cancel`: anything with `is_set()` (a threading.Event); once set, the work stops
         before its next forward pass with `Cancelled`, so an abandoned request frees its
         worker within one pass instead of running to the end of the document."""
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
             raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
+        units.check(budget_unit)
         scored = self.score(
             query,
             context,
@@ -215,7 +219,7 @@ class Compressor:
             prompt=prompt,
             cancel=cancel,
         )
-        return self.decode(scored, budget_tokens=budget_tokens)
+        return self.decode(scored, budget_tokens=budget_tokens, budget_unit=budget_unit)
 
     def score(
         self,
@@ -268,6 +272,7 @@ class Compressor:
         scored: Scored,
         *,
         budget_tokens: int | None = None,
+        budget_unit: str | None = None,
         weak_threshold=_OWN,
         keep_threshold=_OWN,
     ) -> CompressionResult:
@@ -281,7 +286,7 @@ class Compressor:
             scored.scores,
             granularity=scored.granularity,
             budget_tokens=budget_tokens,
-            count_tokens=self.count_tokens,
+            count_tokens=units.counter(budget_unit, self.count_tokens),
             support=scored.support,
             weak_threshold=self.weak_threshold if weak_threshold is _OWN else weak_threshold,
             keep_threshold=self.keep_threshold if keep_threshold is _OWN else keep_threshold,

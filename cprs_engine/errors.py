@@ -5,7 +5,8 @@ CPRSError                      base; `status` is the HTTP status the engine serv
 │   ├── EmptyQuery
 │   ├── EmptyContext
 │   ├── ContextTooLong (413)
-│   └── UnknownGranularity
+│   ├── UnknownGranularity
+│   └── UnknownBudgetUnit      `budget_unit` names no unit (cprs_engine/units.py)
 ├── CheckpointNotFound (503)   no critic weights where they were looked for; says how to get them
 └── EngineFailure (500)        the model failed while running (torch errors are converted here)
     └── Cancelled (503)        the caller gave up (timeout, disconnect); stopped between passes
@@ -50,6 +51,11 @@ class ContextTooLong(InvalidInput):
 class UnknownGranularity(InvalidInput):
     code = "unknown_granularity"
     param = "granularity"
+
+
+class UnknownBudgetUnit(InvalidInput):
+    code = "unknown_budget_unit"
+    param = "budget_unit"
 
 
 class CheckpointNotFound(CPRSError):

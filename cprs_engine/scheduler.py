@@ -32,6 +32,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
+from cprs_engine import units
 from cprs_engine.errors import Cancelled, CPRSError
 
 ORDERS = ("srf", "fifo")
@@ -108,6 +109,7 @@ class Job:
     control: Control
     budget_tokens: int | None
     seq: int
+    budget_unit: str | None = None  # what budget_tokens counts (cprs_engine/units.py)
     outputs: Any = None  # compressor.Outputs
     next: int = 0  # windows[next:] are still to run
     future: Future = field(default_factory=Future)
@@ -148,16 +150,17 @@ class Scheduler:
             return len(self._jobs)
 
     def plan(self, query, context, *, granularity=None, instruction=None, prompt=None,
-             budget_tokens=None, control: Control | None = None) -> Job:  # fmt: skip
+             budget_tokens=None, budget_unit=None, control: Control | None = None) -> Job:  # fmt: skip
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
             from cprs_engine.errors import InvalidInput
 
             raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
+        units.check(budget_unit)
         plan = self.compressor.plan(
             query, context, granularity=granularity, instruction=instruction, prompt=prompt
         )
         self.throughput.record_chars(len(context), len(plan.ids))
-        job = Job(plan, control or Control(), budget_tokens, next(self._seq))
+        job = Job(plan, control or Control(), budget_tokens, next(self._seq), budget_unit)
         job.outputs = plan.empty_outputs()
         job.left_tokens = len(plan.ids)
         return job
@@ -179,13 +182,16 @@ class Scheduler:
 
     def finish(self, job: Job):
         scored = self.compressor.scored(job.plan, job.outputs, job.model_s)
-        return self.compressor.decode(scored, budget_tokens=job.budget_tokens)
+        return self.compressor.decode(
+            scored, budget_tokens=job.budget_tokens, budget_unit=job.budget_unit
+        )
 
     def compress(self, query, context, *, granularity=None, instruction=None,
-                 budget_tokens=None, prompt=None, control: Control | None = None):  # fmt: skip
+                 budget_tokens=None, budget_unit=None, prompt=None,
+                 control: Control | None = None):  # fmt: skip
         job = self.plan(
             query, context, granularity=granularity, instruction=instruction, prompt=prompt,
-            budget_tokens=budget_tokens, control=control,
+            budget_tokens=budget_tokens, budget_unit=budget_unit, control=control,
         )  # fmt: skip
         self.submit(job).result()
         return self.finish(job)

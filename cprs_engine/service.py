@@ -1,15 +1,18 @@
 """The engine alone over HTTP: `cprs engine serve` (a starlette app run by uvicorn).
 
     POST /v1/compress   {"query", "context", "granularity"?, "instruction"?, "budget_tokens"?,
-                         "prompt"?, "background"?}  ->  CompressionResult.to_dict(), the JSON
-                         of `cprs compress --json`; 429 + Retry-After when the queue is full
+                         "prompt"?, "budget_unit"?, "background"?}  ->  CompressionResult.to_dict(),
+                         the JSON of `cprs compress --json`; 429 + Retry-After when the queue is full
     GET  /healthz       liveness: the process answers
     GET  /readyz        readiness: the critic is loaded (200 with engine_version, the measured
                          throughput and the queue depth, else 503)
 
+The request, the error body and the size-limited reader are the wire contract in
+cprs_engine/wire.py, shared with the proxy's remote client.
+
 Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}. Every malformed
-request is a 400 (bad JSON, wrong types, empty query/context, unknown granularity or prompt,
-bad budget) except sizes: a body over `max_body_bytes` or a context over `max_context_chars`
+request is a 400 (bad JSON, wrong types, empty query/context, unknown granularity, prompt or
+budget unit, bad budget) except sizes: a body over `max_body_bytes` or a context over `max_context_chars`
 is a 413. Unknown fields are ignored. The critic is loaded once, at startup (lifespan); a
 missing checkpoint does not kill the process: /readyz and /v1/compress answer 503 with the
 instructions, so an orchestrator sees an unready replica rather than a crash loop.
@@ -32,16 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cprs_engine import prompts
-from cprs_engine.errors import (
-    ContextTooLong,
-    CPRSError,
-    EmptyContext,
-    EmptyQuery,
-    EngineFailure,
-    InvalidInput,
-)
+from cprs_engine import prompts, units
+from cprs_engine.errors import ContextTooLong, CPRSError, EngineFailure, InvalidInput
 from cprs_engine.scheduler import Busy, Control, Scheduler, compress_async
+from cprs_engine.wire import CompressRequest, error_body, invalid, read_limited
 
 log = logging.getLogger("cprs.engine.service")
 
@@ -64,26 +61,6 @@ class EngineNotReady(CPRSError):
     code = "engine_not_ready"
 
 
-def invalid(message: str, *, param: str | None = None, code: str = "invalid_input") -> InvalidInput:
-    exc = InvalidInput(message, param=param)
-    exc.code = code
-    return exc
-
-
-def error_body(status: int, message: str, *, param: str | None, code: str) -> dict:
-    """The one error body: OpenAI's shape."""
-    kind = (
-        "rate_limit_error"
-        if status == 429
-        else "invalid_request_error"
-        if status < 500
-        else "service_unavailable"
-        if status == 503
-        else "server_error"
-    )
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
 def error_response(exc: CPRSError):
     from starlette.responses import JSONResponse
 
@@ -94,47 +71,18 @@ def error_response(exc: CPRSError):
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-def parse_compress_request(body: Any, settings: ServiceSettings) -> dict[str, Any]:
-    """Validate a decoded /v1/compress body into `Compressor.compress` keyword arguments."""
-    if not isinstance(body, dict):
-        raise invalid("request body must be a JSON object", code="invalid_type")
-    query = body.get("query")
-    if query is None:
-        raise EmptyQuery("'query' is required")
-    if not isinstance(query, str):
-        raise invalid("'query' must be a string", param="query", code="invalid_type")
-    if not query.strip():
-        raise EmptyQuery("'query' must not be empty")
-    context = body.get("context")
-    if context is None:
-        raise EmptyContext("'context' is required")
-    if not isinstance(context, str):
-        raise invalid("'context' must be a string", param="context", code="invalid_type")
-    if not context.strip():
-        raise EmptyContext("'context' must not be empty")
-    if len(context) > settings.max_context_chars:
+def parse_compress_request(body: Any, settings: ServiceSettings) -> CompressRequest:
+    """Validate a decoded /v1/compress body: the wire contract, then this engine's own limits,
+    and the granularity and prompt names, so a typo fails before the model runs."""
+    request = CompressRequest.from_json(body)
+    if len(request.context) > settings.max_context_chars:
         raise ContextTooLong(
-            f"'context' has {len(context)} characters; this engine accepts at most "
+            f"'context' has {len(request.context)} characters; this engine accepts at most "
             f"{settings.max_context_chars}"
         )
-    opts: dict[str, Any] = {}
-    for name in ("granularity", "instruction", "prompt"):
-        value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            raise invalid(f"'{name}' must be a string or null", param=name, code="invalid_type")
-        opts[name] = value
-    budget = body.get("budget_tokens")
-    if budget is not None and (
-        isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
-    ):
-        raise invalid(
-            "'budget_tokens' must be a positive integer or null",
-            param="budget_tokens",
-            code="invalid_budget",
-        )
-    # fail before the model on an unknown granularity or prompt name
-    prompts.resolve(opts["granularity"], prompt=opts["prompt"], instruction=opts["instruction"])
-    return {"query": query, "context": context, "budget_tokens": budget, **opts}
+    prompts.resolve(request.granularity, prompt=request.prompt, instruction=request.instruction)
+    units.check(request.budget_unit)
+    return request
 
 
 class _Engine:
@@ -142,9 +90,9 @@ class _Engine:
 
     def __init__(self) -> None:
         self.compressor: Any = None
+        self.scheduler: Any = None
         self.load_error: CPRSError | None = None
         self.limiter: Any = None
-        self.scheduler: Any = None
 
     def ready(self):
         if self.compressor is None:
@@ -183,7 +131,7 @@ def create_app(compressor_factory: Callable[[], Any], settings: ServiceSettings 
     async def compress(request: Request) -> JSONResponse:
         compressor = engine.ready()
         body = await read_json(request, settings.max_body_bytes)
-        kwargs = parse_compress_request(body, settings)
+        kwargs = parse_compress_request(body, settings).kwargs()
         control = Control(background=body.get("background") is True)
         try:
             result = await compress_async(
@@ -235,17 +183,9 @@ def create_app(compressor_factory: Callable[[], Any], settings: ServiceSettings 
 
 async def read_json(request, max_bytes: int) -> Any:
     """The request body as JSON, refusing bodies over `max_bytes` before reading them whole."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    raw = await read_limited(request, max_bytes, BodyTooLarge)
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise invalid(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
 

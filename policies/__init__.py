@@ -9,6 +9,7 @@ from policies.schema import (
     Condition,
     FailureMode,
     GranularityRule,
+    Names,
     Policy,
     budget_for,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Condition",
     "FailureMode",
     "GranularityRule",
+    "Names",
     "Policy",
     "PolicyError",
     "assign_arm",

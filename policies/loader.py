@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from policies.schema import Policy
+from policies.schema import Names, Policy
 
 DEFAULT_FILE = "default.yaml"
 
@@ -32,8 +32,11 @@ class PolicyError(ValueError):
         super().__init__(f"invalid policy configuration{where}:\n{lines}")
 
 
-def validate_policies(raw: Any, *, source: str | None = None) -> dict[str, Policy]:
-    """Validate a mapping of policy name -> raw policy dict.
+def validate_policies(
+    raw: Any, *, source: str | None = None, names: Names | None = None
+) -> dict[str, Policy]:
+    """Validate a mapping of policy name -> raw policy dict; with `names`, granularity and
+    prompt names must be among them (the proxy passes the engine's).
 
     A policy's `name` defaults to its mapping key; giving a different one is an error, so the
     name a tenant refers to is the name that is logged and hashed for A/B bucketing.
@@ -59,7 +62,7 @@ def validate_policies(raw: Any, *, source: str | None = None) -> dict[str, Polic
             problems.append((f"{path}.name", f"{body['name']!r} differs from the key {name!r}"))
             continue
         try:
-            out[name] = Policy.model_validate(body)
+            out[name] = Policy.model_validate(body, context={"names": names})
         except ValidationError as exc:
             problems.extend(_problems(path, exc))
     if problems:
@@ -67,23 +70,23 @@ def validate_policies(raw: Any, *, source: str | None = None) -> dict[str, Polic
     return out
 
 
-def load_policy_file(path: str | Path) -> dict[str, Policy]:
+def load_policy_file(path: str | Path, *, names: Names | None = None) -> dict[str, Policy]:
     """Read a YAML policy file (`policies: {name: {...}}`) and validate it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError([("<file>", f"cannot read: {exc.strerror or exc}")], str(path)) from exc
-    return _parse(text, str(path))
+    return _parse(text, str(path), names)
 
 
-def default_policies() -> dict[str, Policy]:
+def default_policies(*, names: Names | None = None) -> dict[str, Policy]:
     """The shipped policies (policies/default.yaml, read as package data)."""
     text = resources.files("policies").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
-    return _parse(text, f"policies/{DEFAULT_FILE}")
+    return _parse(text, f"policies/{DEFAULT_FILE}", names)
 
 
-def _parse(text: str, source: str) -> dict[str, Policy]:
+def _parse(text: str, source: str, names: Names | None = None) -> dict[str, Policy]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -93,7 +96,7 @@ def _parse(text: str, source: str) -> dict[str, Policy]:
     extra = sorted(str(k) for k in doc if k != "policies")
     if extra:
         raise PolicyError([(k, "unknown top-level key") for k in extra], source)
-    return validate_policies(doc["policies"], source=source)
+    return validate_policies(doc["policies"], source=source, names=names)
 
 
 def _problems(prefix: str, exc: ValidationError) -> list[tuple[str, str]]:

@@ -15,25 +15,40 @@ time, so a bad pattern is a load error, never a request-time one.
     │                                         whether the compression then goes on without it
     ├── allowed_models: [glob] | None
     └── ab: ABConfig                          share of traffic routed uncompressed, and the bucketing key
+
+Granularity and prompt names belong to the engine, which policies do not import: whoever loads
+policies passes the engine's names in (`Names`, as the validation context; the proxy does it in
+proxy/config.py), and an unknown name is then a load error with its key path.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
-
-from cprs_engine.prompts import GRANULARITIES, LIBRARY
-
-Granularity = Literal["keyword", "sentence", "paragraph"]
-assert set(GRANULARITIES) == {"keyword", "sentence", "paragraph"}, "schema out of date"
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 _MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _MAX_REGEX_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Names:
+    """The engine's vocabulary a policy may name, passed in by the loader's caller."""
+
+    granularities: tuple[str, ...]
+    prompts: tuple[str, ...]
 
 
 class FailureMode(StrEnum):
@@ -129,14 +144,14 @@ class GranularityRule(_Strict):
     """If `when` matches, compress at this granularity (with this prompt/instruction)."""
 
     when: Condition
-    granularity: Granularity
-    prompt: str | None = None  # a cprs_engine.prompts.LIBRARY name
+    granularity: str = Field(min_length=1)  # one of Names.granularities
+    prompt: str | None = None  # one of Names.prompts (the engine's prompt library)
     instruction: str | None = None  # free text replacing the control prompt's text
 
-    @field_validator("prompt")
+    @field_validator("granularity", "prompt")
     @classmethod
-    def _known_prompt(cls, v: str | None) -> str | None:
-        return _check_prompt(v)
+    def _known_name(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _check_name(v, info)
 
 
 class Policy(_Strict):
@@ -144,7 +159,7 @@ class Policy(_Strict):
 
     name: str = Field(min_length=1)
     threshold_tokens: int = Field(4000, ge=0)  # documents shorter than this pass untouched
-    granularity: Granularity = "sentence"
+    granularity: str = Field("sentence", min_length=1)  # one of Names.granularities
     prompt: str | None = None
     instruction: str | None = None
     rules: list[GranularityRule] = Field(default_factory=list)
@@ -164,10 +179,10 @@ class Policy(_Strict):
     system_min_tokens: int | None = Field(None, ge=1)  # None = threshold_tokens
     compress_user_parts: bool = True
 
-    @field_validator("prompt")
+    @field_validator("granularity", "prompt")
     @classmethod
-    def _known_prompt(cls, v: str | None) -> str | None:
-        return _check_prompt(v)
+    def _known_name(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _check_name(v, info)
 
     @field_validator("markers")
     @classmethod
@@ -225,7 +240,15 @@ def wait_seconds(policy: Policy, timeout_s: float) -> float:
     return min(policy.max_wait_ms / 1000, timeout_s)
 
 
-def _check_prompt(v: str | None) -> str | None:
-    if v is not None and v not in LIBRARY:
-        raise ValueError(f"unknown prompt {v!r}; known: {', '.join(sorted(LIBRARY))}")
+def _check_name(v: str | None, info: ValidationInfo) -> str | None:
+    """A granularity or prompt name against the `Names` in the validation context, if any."""
+    names = (info.context or {}).get("names")
+    if v is None or names is None:
+        return v
+    if info.field_name == "granularity" and v not in names.granularities:
+        raise ValueError(
+            f"unknown granularity {v!r}; expected one of {', '.join(names.granularities)}"
+        )
+    if info.field_name == "prompt" and v not in names.prompts:
+        raise ValueError(f"unknown prompt {v!r}; known: {', '.join(sorted(names.prompts))}")
     return v

@@ -79,8 +79,8 @@ def create_app(
 
 def _warm(config: ProxyConfig) -> None:
     """Load litellm's provider table and the tiktoken encodings now, not on the first request."""
+    from proxy.routing import warm_routes
     from proxy.tokens import TokenCounter
-    from proxy.upstream import warm_routes
 
     TokenCounter("gpt-4o").count("warm")
     TokenCounter("").count("warm")

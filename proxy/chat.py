@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from cprs_engine.wire import read_limited
 from policies.ab import assign_arm
 from proxy.compress import compress_documents
 from proxy.detect import find_for_policy
@@ -42,37 +43,25 @@ THREAD_OVER_CHARS = 50_000  # detection + counting of bigger requests runs off t
 
 
 @dataclass
-class Ctx:
-    rid: str
-    t0: float
-    tenant: str = "-"
-    policy: str = "-"
-    model: str = "unknown"
-    arm: str = "compress"
-    compressed: bool = False
-    cache: str = "off"
-    skipped: list[str] | None = None  # why each uncompressed document went as sent
-    original: int = 0
-    sent: int = 0
-    stream: bool = False
-    status: int = 200
-    error_type: str | None = None
+class Ctx(RequestRecord):
+    """The request as it runs: the record it logs (fields declared once, in RequestRecord)
+    plus the stage timings that feed the metrics."""
+
+    t0: float = 0.0
     detect_s: float | None = None
     compress_s: float | None = None
     engine_s: float | None = None
     cache_s: float | None = None
     upstream_s: float | None = None
-    followup: str | None = None  # appended | requeried | stable
-    followup_tokens: int = 0
     finished: bool = False  # metrics and log written
 
     def headers(self) -> dict[str, str]:
         out = {
-            "x-cprs-request-id": self.rid,
+            "x-cprs-request-id": self.request_id,
             "x-cprs-arm": self.arm,
             "x-cprs-compressed": "true" if self.compressed else "false",
-            "x-cprs-original-tokens": str(self.original),
-            "x-cprs-compressed-tokens": str(self.sent),
+            "x-cprs-original-tokens": str(self.original_tokens),
+            "x-cprs-compressed-tokens": str(self.sent_tokens),
             "x-cprs-cache": self.cache,
         }
         if self.followup is not None:
@@ -93,28 +82,18 @@ def client_key(request: Request) -> str | None:
 
 async def read_body(request: Request, limit: int, timeout_s: float = 60.0) -> bytes:
     """The whole body, within `limit` bytes and `timeout_s` seconds (a half-sent body: 408)."""
-    declared = request.headers.get("content-length")
-    too_big = PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
+            return await read_limited(request, limit, PayloadTooLarge)
     except TimeoutError:
         raise RequestTimeout(
             f"The request body did not arrive within {timeout_s:g} seconds."
         ) from None
-    return b"".join(chunks)
 
 
 async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, upstream: Upstream):
     state = holder.current
-    ctx = Ctx(uuid.uuid4().hex, time.perf_counter())
+    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter())
     metrics.in_flight.inc()
     streaming = False
     watch = DisconnectWatch(request.receive)
@@ -129,7 +108,7 @@ async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, u
         ctx.status, ctx.error_type = 499, "client_disconnected"
         return Response(status_code=499)
     except Exception as exc:  # a bug must still answer in OpenAI's format and be logged
-        log.exception("unexpected error serving %s", ctx.rid)
+        log.exception("unexpected error serving %s", ctx.request_id)
         ctx.status, ctx.error_type = 500, "internal_error"
         return error_response(ProxyError(f"internal error ({type(exc).__name__})"), ctx.headers())
     finally:
@@ -169,9 +148,9 @@ async def _serve(
     t = time.perf_counter()
     big = len(raw) > THREAD_OVER_CHARS
     detection = await asyncio.to_thread(detect) if big else detect()
-    ctx.original = detection.tokens
+    ctx.original_tokens = detection.tokens
     ctx.detect_s = time.perf_counter() - t
-    ctx.sent = ctx.original
+    ctx.sent_tokens = ctx.original_tokens
     if ctx.arm != "compress" and detection.documents:
         ctx.skipped = ["control_arm"] * len(detection.documents)
         metrics.skipped.labels(ctx.tenant, "control_arm").inc(len(detection.documents))
@@ -193,8 +172,8 @@ async def _serve(
         )
         ctx.cache, ctx.compressed = comp.cache, bool(comp.replacements)
         ctx.followup, ctx.followup_tokens = comp.followup, comp.excerpt_tokens
-        ctx.skipped = comp.skipped
-        ctx.sent = ctx.original - comp.saved_tokens + comp.excerpt_tokens
+        ctx.skipped = comp.skipped or None
+        ctx.sent_tokens = ctx.original_tokens - comp.saved_tokens + comp.excerpt_tokens
         body = insert_excerpts(apply(body, comp.replacements), comp.excerpts)
     body = with_model(body, backend.model)
 
@@ -261,8 +240,8 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
     metrics.in_flight.dec()
     metrics.requests.labels(*labels, str(ctx.status), str(ctx.compressed).lower()).inc()
     if ctx.status < 400 or ctx.error_type:
-        metrics.tokens_in.labels(*labels).inc(ctx.original)
-        metrics.tokens_out.labels(*labels).inc(ctx.sent)
+        metrics.tokens_in.labels(*labels).inc(ctx.original_tokens)
+        metrics.tokens_out.labels(*labels).inc(ctx.sent_tokens)
     if (ctx.error_type or "").startswith("upstream") or ctx.status >= 500:
         metrics.upstream_errors.labels(ctx.tenant, ctx.model, str(ctx.status)).inc()
     for stage, secs in (
@@ -274,19 +253,14 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
     ):
         if secs is not None:
             metrics.stage.labels(*labels, stage).observe(secs)
-    record = RequestRecord(
-        ts=time.time(), request_id=ctx.rid, tenant=ctx.tenant, policy=ctx.policy, model=ctx.model,
-        arm=ctx.arm, compressed=ctx.compressed, cache=ctx.cache, original_tokens=ctx.original,
-        sent_tokens=ctx.sent, latency_ms=ms(total), upstream_ms=ms(ctx.upstream_s),
-        compress_ms=ms(ctx.compress_s), status=ctx.status, error_type=ctx.error_type, stream=ctx.stream,
-        followup=ctx.followup, followup_tokens=ctx.followup_tokens,
-        skipped=ctx.skipped or None,
-    )  # fmt: skip
-    state.request_log.write(record)
+    ctx.ts, ctx.latency_ms = time.time(), ms(total)
+    ctx.upstream_ms, ctx.compress_ms = ms(ctx.upstream_s), ms(ctx.compress_s)
+    state.request_log.write(ctx)
     log.info(
         "chat %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s%s",
-        ctx.rid, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
-        ctx.original, ctx.sent, total * 1000, f" error={ctx.error_type}" if ctx.error_type else "",
+        ctx.request_id, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
+        ctx.original_tokens, ctx.sent_tokens, total * 1000,
+        f" error={ctx.error_type}" if ctx.error_type else "",
         f" skipped={','.join(ctx.skipped)}" if ctx.skipped else "",
     )  # fmt: skip
 

@@ -1,6 +1,6 @@
 """`cprs serve`: run the OpenAI-compatible proxy with uvicorn.
 
-Imports nothing heavy at module level: `cprs_engine/cli.py` imports every command module to
+Imports nothing heavy at module level: `proxy/cli.py` imports every command module to
 build its parser. The config path comes from --config, else $CPRS_CONFIG, else the embedded
 defaults (see proxy/config.py); --host/--port override server.host/server.port.
 """

@@ -28,8 +28,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from cprs_engine.errors import ContextTooLong as EngineContextTooLong
-from cprs_engine.errors import CPRSError, InvalidInput
+from cprs_engine.errors import ContextTooLong, CPRSError, InvalidInput
 from cprs_engine.prompts import resolve
 from cprs_engine.result import CompressionResult
 from policies.rules import choose
@@ -37,7 +36,7 @@ from policies.schema import FailureMode, Followups, Policy, budget_for, wait_sec
 from proxy.background import wait
 from proxy.cache import cache_key
 from proxy.detect import Detection, Document, Question
-from proxy.errors import CompressionFailed, CompressionTimeout, ContextTooLong, MissingQuery
+from proxy.errors import CompressionFailed, CompressionTimeout, DocumentTooLong, MissingQuery
 from proxy.followups import excerpt_block, new_pieces, requery_text
 from proxy.metrics import Metrics, model_label
 from proxy.rewrite import Replacement
@@ -103,7 +102,9 @@ async def compress_documents(
     ]
     results = await asyncio.gather(
         *(
-            compress_one(state, metrics, d, q, tenant=tenant, policy=policy, model=model)
+            compress_one(
+                state, metrics, d, q, tenant=tenant, policy=policy, model=model, unit=counter.unit
+            )
             for d, q in zip(docs, queries, strict=True)
         ),
         return_exceptions=True,
@@ -133,8 +134,9 @@ async def compress_documents(
     if mode == Followups.APPEND:
         appending = [(docs[i], views[i]) for i in sorted(earlier) if i in views]
         await _append_excerpts(
-            state, metrics, appending, detection, out, tenant=tenant, policy=policy, model=model
-        )
+            state, metrics, appending, detection, out,
+            tenant=tenant, policy=policy, model=model, unit=counter.unit,
+        )  # fmt: skip
         if out.excerpts:
             added = "\n\n".join(b for blocks in out.excerpts.values() for b in blocks)
             out.excerpt_tokens = counter.count(added)
@@ -163,13 +165,16 @@ async def _append_excerpts(
     tenant: str,
     policy: Policy,
     model: str,
+    unit: str,
 ) -> None:
     """For each document and each later question, in conversation order: the spans that the
     question's compression adds to what the conversation already shows (see proxy.followups)."""
     jobs = [(d, q) for d, _ in appending for q in _new_questions(d, detection)]
     results = await asyncio.gather(
         *(
-            compress_one(state, metrics, d, q.text, tenant=tenant, policy=policy, model=model)
+            compress_one(
+                state, metrics, d, q.text, tenant=tenant, policy=policy, model=model, unit=unit
+            )
             for d, q in jobs
         ),
         return_exceptions=True,
@@ -234,8 +239,11 @@ async def compress_one(
     tenant: str,
     policy: Policy,
     model: str,
+    unit: str,
 ) -> Outcome:
     """One document against `query`: from the cache, or the engine within the policy's budget.
+    A budget counts the backend's tokens (`unit`, the tiktoken encoding `doc.tokens` was
+    counted in), and the engine cuts in that same unit.
     Raises the engine's errors (and MissingQuery); the caller applies the failure mode."""
     if query is None:
         raise MissingQuery(
@@ -245,6 +253,7 @@ async def compress_one(
     choice = choose(policy, model=model, query=query, markers={doc.marker} if doc.marker else set())
     prompt = resolve(choice.granularity, prompt=choice.prompt, instruction=choice.instruction)
     budget = budget_for(policy, doc.tokens)
+    budget_unit = unit if budget is not None else None
     engine = state.engine
     key = cache_key(
         tenant=tenant,
@@ -255,6 +264,7 @@ async def compress_one(
         prompt_text=prompt.text,
         budget_tokens=budget,
         secret=state.cache.key_secret,
+        budget_unit=budget_unit,
     )
     timing = {"engine": 0.0}
     settings = state.config.engine
@@ -272,6 +282,7 @@ async def compress_one(
                 prompt=choice.prompt,
                 instruction=choice.instruction,
                 budget_tokens=budget,
+                budget_unit=budget_unit,
                 control=control,
             )
         finally:
@@ -326,8 +337,8 @@ def _closed_error(exc: Exception):
         return exc
     if isinstance(exc, TimeoutError):
         return CompressionTimeout("compression timed out and the policy's failure_mode is closed")
-    if isinstance(exc, EngineContextTooLong):
-        return ContextTooLong(f"the document is too long to compress: {exc.message}")
+    if isinstance(exc, ContextTooLong):
+        return DocumentTooLong(f"the document is too long to compress: {exc.message}")
     if isinstance(exc, CPRSError):
         return CompressionFailed(f"compression failed ({exc.code}): {exc.message}")
     return CompressionFailed(f"compression failed: {type(exc).__name__}")

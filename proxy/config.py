@@ -25,8 +25,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from cprs_engine.prompts import GRANULARITIES, LIBRARY
 from policies.loader import PolicyError, default_policies, validate_policies
-from policies.schema import Policy
+from policies.schema import Names, Policy
 
 ENV_CONFIG = "CPRS_CONFIG"  # config path when --config is not given
 ENV_UPSTREAM = "CPRS_UPSTREAM_API_BASE"  # the default catch-all route's backend
@@ -175,10 +176,11 @@ def config_from_dict(raw: Any, *, source: str | None = None) -> ProxyConfig:
     if unknown:
         raise ConfigError(f"config{where}: unknown top-level key(s) {unknown}; known: {TOP_LEVEL}")
     data = dict(raw)
+    names = engine_names()
     try:
-        policies = dict(default_policies())
+        policies = dict(default_policies(names=names))
         if data.get("policies") is not None:
-            policies.update(validate_policies(data["policies"], source=source))
+            policies.update(validate_policies(data["policies"], source=source, names=names))
     except PolicyError as exc:
         raise ConfigError(str(exc)) from exc
     data["policies"] = policies
@@ -192,6 +194,11 @@ def config_from_dict(raw: Any, *, source: str | None = None) -> ProxyConfig:
         return ProxyConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, where)) from exc
+
+
+def engine_names() -> Names:
+    """The granularities and control prompts the engine knows: what a policy may name."""
+    return Names(granularities=tuple(GRANULARITIES), prompts=tuple(LIBRARY))
 
 
 def load_config(path: str | os.PathLike | None = None) -> ProxyConfig:

@@ -4,8 +4,8 @@
     engine_version: str               part of every cache key: a new critic never serves old spans
     ready() -> (bool, reason)         for /readyz
     async start() / close()
-    async compress(query, context, *, granularity, prompt, instruction, budget_tokens)
-        -> CompressionResult           raises cprs_engine.errors.CPRSError subclasses
+    async compress(query, context, *, granularity, prompt, instruction, budget_tokens,
+                   budget_unit) -> CompressionResult   raises cprs_engine.errors.CPRSError
 
 The local engine loads the critic in a background thread at startup (the server answers at once;
 until the model is ready, compressions fail, which fail-open policies turn into pass-through).
@@ -38,6 +38,7 @@ from cprs_engine.errors import (
 )
 from cprs_engine.result import CompressionResult
 from cprs_engine.scheduler import Control, Scheduler, Throughput, compress_async
+from cprs_engine.wire import CompressRequest
 from proxy.config import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Engine(Protocol):
         prompt: str | None = None,
         instruction: str | None = None,
         budget_tokens: int | None = None,
+        budget_unit: str | None = None,
         control: Control | None = None,
     ) -> CompressionResult: ...
 
@@ -120,17 +122,9 @@ class LocalEngine:
     def predict_s(self, chars: int) -> float | None:
         return None if self._scheduler is None else self._scheduler.predict_s(chars)
 
-    async def compress(
-        self,
-        query,
-        context,
-        *,
-        granularity=None,
-        prompt=None,
-        instruction=None,
-        budget_tokens=None,
-        control: Control | None = None,
-    ):
+    async def compress(self, query, context, *, control: Control | None = None, **options):
+        """`options`: the Engine protocol's, checked by CompressRequest (a typo is a TypeError)."""
+        request = CompressRequest(query, context, **options)
         scheduler = self._scheduler
         if scheduler is None:
             raise (CheckpointNotFound if self._error else EngineFailure)(
@@ -141,13 +135,8 @@ class LocalEngine:
             return await compress_async(
                 scheduler,
                 lambda fn: loop.run_in_executor(self._pool, fn),
-                query,
-                context,
-                granularity=granularity,
-                instruction=instruction,
-                budget_tokens=budget_tokens,
-                prompt=prompt,
                 control=control,
+                **request.kwargs(),
             )
         except CPRSError:
             raise
@@ -242,28 +231,11 @@ class RemoteEngines:
         rotated = healthy[self._rr % n :] + healthy[: self._rr % n]
         return sorted(rotated, key=lambda r: r.in_flight)  # stable: ties keep round-robin order
 
-    async def compress(
-        self,
-        query,
-        context,
-        *,
-        granularity=None,
-        prompt=None,
-        instruction=None,
-        budget_tokens=None,
-        control: Control | None = None,
-    ):
+    async def compress(self, query, context, *, control: Control | None = None, **options):
+        """`options`: the Engine protocol's, sent as the engine service's CompressRequest."""
         import httpx
 
-        payload: dict[str, Any] = {"query": query, "context": context}
-        for k, v in (
-            ("granularity", granularity),
-            ("prompt", prompt),
-            ("instruction", instruction),
-            ("budget_tokens", budget_tokens),
-        ):
-            if v is not None:
-                payload[k] = v
+        payload: dict[str, Any] = CompressRequest(query, context, **options).to_json()
         while True:
             if control is not None:
                 payload["background"] = control.background

@@ -4,7 +4,7 @@
     ├── InvalidRequest (400)          the client's fault; `param` names the field
     │   ├── InvalidJSON               the body is not JSON, or not a JSON object
     │   ├── MissingQuery              a document must be compressed but no question was found
-    │   └── ContextTooLong            the engine refused the document (failure_mode: closed)
+    │   └── DocumentTooLong           the engine refused the document (failure_mode: closed)
     ├── PayloadTooLarge (413)         body over server.max_body_bytes
     ├── RequestTimeout (408)          body not received within server.body_timeout_s
     ├── AuthenticationFailed (401)    missing or unknown API key (tenants configured)
@@ -27,24 +27,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-# OpenAI's `type` for an HTTP status, used when the backend or our own error names none.
-_TYPE_FOR_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-def type_for_status(status: int) -> str:
-    if status in _TYPE_FOR_STATUS:
-        return _TYPE_FOR_STATUS[status]
-    return "server_error" if status >= 500 else "invalid_request_error"
+from cprs_engine.wire import type_for_status  # one status -> type table for engine and proxy
 
 
 class ProxyError(Exception):
@@ -81,7 +64,7 @@ class MissingQuery(InvalidRequest):
     param = "messages"
 
 
-class ContextTooLong(InvalidRequest):
+class DocumentTooLong(InvalidRequest):
     code = "context_length_exceeded"
     param = "messages"
 

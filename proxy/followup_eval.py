@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from cprs_engine.data.conversations import make_conversation
-    from cprs_engine.evaluate import command_line, machine, write_section
+    from cprs_engine.evaluation.evaluate import command_line, machine
+    from cprs_engine.evaluation.sections import replace_section
+    from cprs_engine.training.data.conversations import make_conversation
     from proxy.cache import CompressionCache
     from proxy.config import EngineSettings
     from proxy.engine import LocalEngine
@@ -94,7 +95,7 @@ async def _run(args: argparse.Namespace) -> int:
     text = report(summary, info)
     print("\n" + text)
     if args.write:
-        write_section(Path(args.write), text, SECTION)
+        replace_section(args.write, SECTION, text)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"info": info, "summary": summary, "rows": rows}))
@@ -168,7 +169,7 @@ def _raw(messages: list) -> bytes:
 
 
 async def conversation_rows(conv, engine, cache, variants) -> list[dict]:
-    from cprs_engine.evaluate import recall
+    from cprs_engine.evaluation.evaluate import recall
     from proxy.tokens import TokenCounter
 
     count = TokenCounter("gpt-4o").count

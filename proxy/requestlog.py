@@ -16,32 +16,39 @@ import json
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class RequestRecord:
-    ts: float
-    request_id: str
-    tenant: str
-    policy: str
-    model: str
-    arm: str
-    compressed: bool
-    cache: str
-    original_tokens: int
-    sent_tokens: int
-    latency_ms: float
-    upstream_ms: float | None
-    compress_ms: float | None
-    status: int
-    error_type: str | None
-    stream: bool
+    """One chat request's line: the one declaration of its fields. proxy/chat.py's request
+    context extends it and fills the fields in as the request runs."""
+
+    ts: float = 0.0
+    request_id: str = ""
+    tenant: str = "-"
+    policy: str = "-"
+    model: str = "unknown"
+    arm: str = "compress"
+    compressed: bool = False
+    cache: str = "off"
+    original_tokens: int = 0
+    sent_tokens: int = 0
+    latency_ms: float | None = None
+    upstream_ms: float | None = None
+    compress_ms: float | None = None
+    status: int = 200
+    error_type: str | None = None
+    stream: bool = False
     followup: str | None = None  # appended | requeried | stable (proxy/followups.py)
     followup_tokens: int = 0
-    skipped: list[str] | None = None
+    skipped: list[str] | None = None  # x-cprs-skipped's reasons
+
+    def to_json(self) -> dict:
+        """The logged fields only (a subclass's working fields stay out)."""
+        return {f.name: getattr(self, f.name) for f in fields(RequestRecord)}
 
 
 class RequestLog:
@@ -57,7 +64,7 @@ class RequestLog:
     def write(self, record: RequestRecord) -> None:
         if not self.path:
             return
-        line = json.dumps(asdict(record), ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
         try:
             with self._lock, open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(line)

@@ -26,7 +26,7 @@ from proxy.engine import Engine, build_engine
 from proxy.errors import AuthenticationFailed
 from proxy.metrics import Metrics
 from proxy.requestlog import RequestLog
-from proxy.upstream import Router
+from proxy.routing import Router
 
 log = logging.getLogger(__name__)
 DEFAULT_TENANT = "default"

@@ -1,11 +1,13 @@
 """`cprs compress --query Q --file F [--granularity G] [--instruction TEXT] [--prompt NAME]
-[--budget N] [--checkpoint PATH] [--json]`: compress one document for one query.
+[--budget N [--budget-unit U]] [--checkpoint PATH] [--json]`: compress one document for one
+query.
 
 Prints the compressed text, or with --json one JSON object: `CompressionResult.to_dict()`, the
 same body `POST /v1/compress` returns. `--file -` reads standard input.
 
 Exit status: 0 done; 2 bad usage or input (empty query, missing/empty/oversized/non-UTF-8
-file, unknown granularity or prompt, bad budget); 3 no critic checkpoint; 1 anything else.
+file, unknown granularity or prompt, bad budget or budget unit); 3 no critic checkpoint; 1
+anything else.
 Errors are one line on stderr. There is no fallback: without a critic nothing is compressed.
 Inputs are checked before the model loads, so a typo fails in milliseconds, not seconds.
 """
@@ -18,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from cprs_engine import prompts
+from cprs_engine import prompts, units
 from cprs_engine.errors import CheckpointNotFound, CPRSError, InvalidInput
 
 MAX_FILE_BYTES = 64 << 20  # the engine service's default body limit
@@ -34,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--granularity", help="keyword, sentence (default) or paragraph")
     parser.add_argument("--instruction", help="free-text control prompt (replaces the library's)")
     parser.add_argument("--prompt", help=f"library prompt: {', '.join(sorted(prompts.LIBRARY))}")
-    parser.add_argument("--budget", type=int, help="keep at most this many critic tokens")
+    parser.add_argument("--budget", type=int, help="keep at most this many tokens")
+    parser.add_argument(
+        "--budget-unit",
+        help="what --budget counts: critic (default) or a backend's, e.g. tiktoken:o200k_base",
+    )
     parser.add_argument("--checkpoint", help="critic directory (default: the shipped critic)")
     parser.add_argument("--window-tokens", type=int, help="tokens per window (w)")
     parser.add_argument("--windows-per-pass", type=int, help="windows per forward pass (ρ)")
@@ -90,6 +96,7 @@ def main_with(
             instruction=args.instruction,
             budget_tokens=args.budget,
             prompt=args.prompt,
+            budget_unit=args.budget_unit,
         )
     except (UsageError, InvalidInput) as exc:
         return _fail(stderr, str(exc), 2)
@@ -114,6 +121,7 @@ def read_inputs(args: argparse.Namespace, stdin: IO[bytes]) -> tuple[str, str]:
     if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget must be a positive integer, got {args.budget}")
     prompts.resolve(args.granularity, prompt=args.prompt, instruction=args.instruction)
+    units.check(args.budget_unit)
     limit = args.max_bytes
     if args.file == "-":
         data = stdin.read(limit + 1)

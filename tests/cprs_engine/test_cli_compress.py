@@ -76,13 +76,14 @@ def test_plain_output(doc):
         "instruction": None,
         "budget_tokens": None,
         "prompt": None,
+        "budget_unit": None,
     }
 
 
 def test_json_output_and_options(doc):
     double = KeepAllDouble()
     argv = ["-q", "capital?", "-f", doc, "--json", "--granularity", "keyword", "--budget", "9"]
-    argv += ["--instruction", "find it", "--prompt", "kv"]
+    argv += ["--instruction", "find it", "--prompt", "kv", "--budget-unit", "tiktoken:o200k_base"]
     code, out, err, _ = call(argv, compressor=double)
     assert code == 0 and err == ""
     assert out.count("\n") == 1, "one JSON object on one line"
@@ -92,6 +93,7 @@ def test_json_output_and_options(doc):
     assert CompressionResult.from_dict(body).granularity == "keyword"
     assert double.seen["budget_tokens"] == 9 and double.seen["prompt"] == "kv"
     assert double.seen["instruction"] == "find it"
+    assert double.seen["budget_unit"] == "tiktoken:o200k_base"
 
 
 def test_stdin():
@@ -114,6 +116,7 @@ def test_stdin():
         (["-q", "q", "-f", "/nonexistent/doc.txt"], b"", "cannot read /nonexistent/doc.txt"),
         (["-q", "q", "-f", "-", "--granularity", "word"], b"text", "unknown granularity 'word'"),
         (["-q", "q", "-f", "-", "--prompt", "nope"], b"text", "unknown control prompt"),
+        (["-q", "q", "-f", "-", "--budget-unit", "words"], b"text", "unknown budget unit"),
         (["-q", "q", "-f", "-", "--budget", "0"], b"text", "--budget must be a positive"),
     ],
 )

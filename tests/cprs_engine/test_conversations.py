@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cprs_engine.data.conversations import make_conversation
-from cprs_engine.data.sources import HOTPOT_RESERVED_FROM, load_corpora
+from cprs_engine.training.data.conversations import make_conversation
+from cprs_engine.training.data.sources import HOTPOT_RESERVED_FROM, load_corpora
 
 
 def words(text: str) -> int:

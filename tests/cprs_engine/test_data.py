@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from cprs_engine.data import TASKS, load_corpora, make_example, training_examples
-from cprs_engine.data.niah import make_niah, make_vt
-from cprs_engine.data.sources import HOTPOT_RESERVED_FROM, SQUAD_RESERVED_LAST
-from cprs_engine.data.text import Builder, split_sentences
+from cprs_engine.training.data import TASKS, load_corpora, make_example, training_examples
+from cprs_engine.training.data.niah import make_niah, make_vt
+from cprs_engine.training.data.sources import HOTPOT_RESERVED_FROM, SQUAD_RESERVED_LAST
+from cprs_engine.training.data.text import Builder, split_sentences
 
 
 def test_split_sentences_handles_glued_sentences_and_abbreviations():

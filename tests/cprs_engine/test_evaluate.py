@@ -8,9 +8,10 @@ import re
 
 import pytest
 
-from cprs_engine import evaluate
-from cprs_engine.baselines import TokenView, bm25_scores, chunk, select
-from cprs_engine.data.evalset import EVAL_TASKS, eval_case
+from cprs_engine.evaluation import evaluate
+from cprs_engine.evaluation.baselines import TokenView, bm25_scores, chunk, select
+from cprs_engine.evaluation.sections import markers, replace_section
+from cprs_engine.training.data.evalset import EVAL_TASKS, eval_case
 
 
 def words_view() -> TokenView:
@@ -71,7 +72,7 @@ def test_bm25_ranks_the_matching_passage_first():
 
 
 def test_minilm_scores_semantic_match_higher():
-    from cprs_engine.baselines import MiniLM
+    from cprs_engine.evaluation.baselines import MiniLM
 
     m = MiniLM()
     s = m.scores(
@@ -116,20 +117,20 @@ def test_eval_cases_hit_the_length_and_carry_facts():
         assert ex.meta["facts"] and evaluate.recall(ex.meta["facts"], ex.context) == 1.0, task
 
 
-def test_write_section_replaces_only_the_marked_block(tmp_path):
+def test_the_section_writer_replaces_only_the_marked_block(tmp_path):
     path = tmp_path / "BENCHMARKS.md"
-    evaluate.write_section(path, "first")
+    replace_section(path, "eval", "first")
     path.write_text("# Bench\nintro\n\n" + path.read_text().split("\n", 2)[2] + "\ntail\n")
-    evaluate.write_section(path, "second")
+    replace_section(path, "eval", "second")
     text = path.read_text()
     assert "second" in text and "first" not in text
     assert text.startswith("# Bench\nintro") and text.rstrip().endswith("tail")
     assert text.count(evaluate.START) == 1 and text.count(evaluate.END) == 1
-    evaluate.write_section(path, "hotpot run", "eval-hotpotqa")  # a second section beside it
-    evaluate.write_section(path, "hotpot rerun", "eval-hotpotqa")
+    replace_section(path, "eval-hotpotqa", "hotpot run")  # a second section beside it
+    replace_section(path, "eval-hotpotqa", "hotpot rerun")
     text = path.read_text()
     assert "second" in text and "hotpot rerun" in text and "hotpot run\n" not in text
-    assert text.count(evaluate.markers("eval-hotpotqa")[0]) == 1
+    assert text.count(markers("eval-hotpotqa")[0]) == 1
     assert text.count(evaluate.START) == 1 and evaluate.START == "<!-- eval:start -->"
 
 

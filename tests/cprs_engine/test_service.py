@@ -24,6 +24,7 @@ from cprs_engine import prompts
 from cprs_engine.errors import CheckpointNotFound, ContextTooLong
 from cprs_engine.result import CompressionResult, Span
 from cprs_engine.service import ServiceSettings, add_arguments, create_app, parse_compress_request
+from cprs_engine.wire import CompressRequest, type_for_status
 
 
 class ExtractiveDouble:
@@ -63,8 +64,8 @@ class ExtractiveDouble:
     def scored(self, plan, outputs, model_s):
         return plan
 
-    def decode(self, plan, *, budget_tokens):
-        self.calls.append(dict(plan.options, budget_tokens=budget_tokens))
+    def decode(self, plan, *, budget_tokens, budget_unit=None):
+        self.calls.append(dict(plan.options, budget_tokens=budget_tokens, budget_unit=budget_unit))
         words = set(re.findall(r"\w+", plan.query.lower()))
         spans = [
             Span(m.start(), m.end(), m.group(), 1.0)
@@ -115,7 +116,7 @@ def assert_error(resp: httpx.Response, status: int, code: str, param: str | None
     err = resp.json()["error"]
     assert set(err) == {"message", "type", "param", "code"}
     assert err["code"] == code and err["param"] == param and err["message"]
-    assert err["type"] == ("invalid_request_error" if status < 500 else err["type"])
+    assert err["type"] == type_for_status(status)  # the table the proxy answers with too
 
 
 def test_compress_returns_the_result_json():
@@ -133,7 +134,7 @@ def test_compress_returns_the_result_json():
     for s in result.spans:
         assert CONTEXT[s.start : s.end] == s.text
     assert set(body) >= {"compressed", "spans", "input_tokens", "output_tokens", "ratio"}
-    assert double.calls == [dict(granularity=None, budget_tokens=50, prompt=None)]
+    assert double.calls == [dict(granularity=None, budget_tokens=50, prompt=None, budget_unit=None)]
 
 
 def test_health_and_ready():
@@ -191,6 +192,18 @@ def test_health_and_ready():
             400,
             "invalid_budget",
             "budget_tokens",
+        ),
+        (
+            {"query": "q", "context": CONTEXT, "budget_tokens": 9, "budget_unit": "words"},
+            400,
+            "unknown_budget_unit",
+            "budget_unit",
+        ),
+        (
+            {"query": "q", "context": CONTEXT, "budget_unit": 5},
+            400,
+            "invalid_type",
+            "budget_unit",
         ),
         (["query", "context"], 400, "invalid_type", None),
         ({"query": "q", "context": "x" * 101}, 413, "context_too_long", "context"),
@@ -295,18 +308,20 @@ def test_cli_parser_has_nested_serve():
 
 
 def test_parse_compress_request_passes_options_through():
-    kwargs = parse_compress_request(
-        {"query": "q", "context": "c", "granularity": "keyword", "budget_tokens": 7, "extra": 1},
-        ServiceSettings(),
-    )
-    assert kwargs == {
+    body = {"query": "q", "context": "c", "granularity": "keyword", "budget_tokens": 7, "x": 1}
+    request = parse_compress_request(body, ServiceSettings())
+    assert request == CompressRequest("q", "c", granularity="keyword", budget_tokens=7)
+    assert request.kwargs() == {
         "query": "q",
         "context": "c",
         "granularity": "keyword",
         "instruction": None,
         "prompt": None,
         "budget_tokens": 7,
+        "budget_unit": None,
     }
+    del body["x"]
+    assert request.to_json() == body  # what the proxy's client sends is what the engine parses
 
 
 def test_real_compressor_on_a_tiny_random_checkpoint(tmp_path):

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from cprs_engine.data.sources import load_corpora
+from cprs_engine.training.data.sources import load_corpora
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from cprs_engine import train
+from cprs_engine.training import train
+from cprs_engine.training.trainer import Trainer, lr_scale
 
 
 def test_parse_mix_reads_task_weights():
@@ -21,15 +22,15 @@ def test_parse_mix_reads_task_weights():
 
 
 def test_lr_scale_warms_up_then_decays_to_zero_at_decay_to():
-    assert train.lr_scale(100, 100, 50, None) == pytest.approx(1 / 50)
-    assert train.lr_scale(149, 100, 50, None) == 1.0
-    assert train.lr_scale(10_000, 100, 50, None) == 1.0  # constant without a decay
+    assert lr_scale(100, 100, 50, None) == pytest.approx(1 / 50)
+    assert lr_scale(149, 100, 50, None) == 1.0
+    assert lr_scale(10_000, 100, 50, None) == 1.0  # constant without a decay
     # decay from the warmup's end (step 150) to 0 at step 350
-    assert train.lr_scale(150, 100, 50, 350) == 1.0
-    assert train.lr_scale(250, 100, 50, 350) == pytest.approx(0.5)
-    assert train.lr_scale(349, 100, 50, 350) == pytest.approx(1 / 200)
-    assert train.lr_scale(350, 100, 50, 350) == 0.0
-    assert train.lr_scale(120, 100, 50, 350) == pytest.approx(21 / 50)  # warmup still rules
+    assert lr_scale(150, 100, 50, 350) == 1.0
+    assert lr_scale(250, 100, 50, 350) == pytest.approx(0.5)
+    assert lr_scale(349, 100, 50, 350) == pytest.approx(1 / 200)
+    assert lr_scale(350, 100, 50, 350) == 0.0
+    assert lr_scale(120, 100, 50, 350) == pytest.approx(21 / 50)  # warmup still rules
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -42,7 +43,7 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_a_stage_from_a_delta_continues_its_counts_with_a_fresh_optimizer(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     small = ("--layers", "3", "--bidirectional-start", "2", "--train-from", "1")
-    train.Trainer(_args("--out", str(first), "--max-steps", "2", *small), first).fit()
+    Trainer(_args("--out", str(first), "--max-steps", "2", *small), first).fit()
     meta = json.loads((first / "critic.json").read_text())
     assert meta["steps"] == 2 and meta["examples"] == 4
 
@@ -58,7 +59,7 @@ def test_a_stage_from_a_delta_continues_its_counts_with_a_fresh_optimizer(tmp_pa
         "--decay-to",
         "5",
     )
-    trainer = train.Trainer(args, second)
+    trainer = Trainer(args, second)
     assert (args.layers, args.bidirectional_start, args.train_from) == (3, 2, 1)
     assert trainer.step == trainer.opt_start == 2 and trainer.example_index == 4
     assert not trainer.opt.state  # fresh optimizer
@@ -72,7 +73,7 @@ def test_a_stage_from_a_delta_continues_its_counts_with_a_fresh_optimizer(tmp_pa
     assert "vt_slice" in metrics["val_window_recall_by_task"]  # validation uses the mix
 
     # resuming the second stage keeps its mix and stage list
-    resumed = train.Trainer(_args("--out", str(second), "--max-steps", "4"), second)
+    resumed = Trainer(_args("--out", str(second), "--max-steps", "4"), second)
     assert resumed.args.mix == {"vt_slice": 1.0} and len(resumed.stages) == 2
     assert resumed.args.decay_to == 5  # the schedule is kept too
     assert resumed.opt_start == 2 and resumed.opt.state

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from cprs_engine import tune
 from cprs_engine.checkpoint import tiny_random
 from cprs_engine.compressor import Compressor
-from cprs_engine.data.evalset import eval_case
-from cprs_engine.data.sources import HOTPOT_RESERVED_FROM
+from cprs_engine.evaluation import tune
+from cprs_engine.training.data.evalset import eval_case
+from cprs_engine.training.data.sources import HOTPOT_RESERVED_FROM
 
 
 def row(linked, keep, weak, recall, ratio):

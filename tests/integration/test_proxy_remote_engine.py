@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import types
-
 import httpx
 import pytest
-from cprs_doubles import NEEDLE, QUESTION, QueryWordEngine, ServerThread, free_port, haystack
+from cprs_doubles import NEEDLE, QUESTION, ServerThread, ServiceCompressor, free_port, haystack
 from proxy_int_helpers import proxy_config
 
 from cprs_engine.service import create_app as create_engine_app
@@ -17,36 +14,8 @@ from proxy.config import config_from_dict
 pytestmark = pytest.mark.integration
 
 
-class SyncEngine:
-    """QueryWordEngine behind the engine scheduler's compressor interface: one window per
-    document, an empty forward pass, and the whole extraction when decoding."""
-
-    engine_version = "remote-test-v1"
-    windows_per_pass = 1
-
-    def __init__(self) -> None:
-        self.inner = QueryWordEngine()
-
-    def plan(self, query, context, **kw):
-        return types.SimpleNamespace(
-            query=query, context=context, kw=kw, ids=[0], prefix=[0], tag="t",
-            windows=[[(0, 1)]], empty_outputs=lambda: None,
-        )  # fmt: skip
-
-    def score_pass(self, prefix, tag, rows):
-        return None
-
-    def scored(self, plan, outputs, model_s):
-        return plan
-
-    def decode(self, plan, *, budget_tokens):
-        return asyncio.run(
-            self.inner.compress(plan.query, plan.context, budget_tokens=budget_tokens, **plan.kw)
-        )
-
-
 def test_remote_engine_replicas_compress_and_a_dead_one_is_skipped(fake_backend, sdk):
-    engine = SyncEngine()
+    engine = ServiceCompressor()
     with ServerThread(create_engine_app(lambda: engine)) as eng:
         dead = f"http://127.0.0.1:{free_port()}"
         cfg = proxy_config(fake_backend.url, engine={"mode": "remote", "urls": [dead, eng.url]})

@@ -15,7 +15,7 @@ import yaml
 from cprs_doubles import QUESTION, free_port, haystack
 
 pytestmark = pytest.mark.integration
-CPRS = [sys.executable, "-m", "cprs_engine.cli"]
+CPRS = [sys.executable, "-m", "proxy.cli"]
 
 
 def write(path: Path, key: str, backend_url: str, interval: float) -> None:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from proxy_int_helpers import proxy_config, running_proxy
 
-from cprs_engine.data.sources import load_corpora
+from cprs_engine.training.data.sources import load_corpora
 from proxy.config import EngineSettings
 from proxy.engine import LocalEngine
 from proxy.tokens import TokenCounter

@@ -2,13 +2,29 @@
 
 import pytest
 
-from policies import Policy, PolicyError, budget_for, validate_policies
+from policies import Names, Policy, PolicyError, budget_for, validate_policies
+
+# The names a loader passes in (the proxy passes the engine's; see tests/proxy/test_proxy_config).
+NAMES = Names(granularities=("keyword", "sentence", "paragraph"), prompts=("fact", "kv", "needle"))
 
 
 def _problems(raw: dict) -> dict[str, str]:
     with pytest.raises(PolicyError) as info:
-        validate_policies(raw)
+        validate_policies(raw, names=NAMES)
     return dict(info.value.problems)
+
+
+def test_unknown_prompt_names_the_known_ones():
+    problems = _problems(
+        {"p": {"rules": [{"when": {"marker": "d"}, "granularity": "keyword", "prompt": "x"}]}}
+    )
+    assert problems == {"policies.p.rules.0.prompt": "unknown prompt 'x'; known: fact, kv, needle"}
+
+
+def test_without_names_only_the_shape_of_a_name_is_checked():
+    p = validate_policies({"p": {"granularity": "chapter", "prompt": "x"}})["p"]
+    assert (p.granularity, p.prompt) == ("chapter", "x")
+    assert "policies.p.granularity" in dict(_problems({"p": {"granularity": ""}}))
 
 
 def test_minimal_policy_takes_defaults_and_its_name_from_the_key():
@@ -102,7 +118,7 @@ def test_other_invalid_values_name_their_path(raw, path):
 
 def test_all_problems_are_reported_at_once_in_the_message():
     with pytest.raises(PolicyError) as info:
-        validate_policies({"a": {"granularity": "x"}, "b": {"oops": 1}, "c": []})
+        validate_policies({"a": {"granularity": "x"}, "b": {"oops": 1}, "c": []}, names=NAMES)
     text = str(info.value)
     for path in ("policies.a.granularity", "policies.b.oops", "policies.c"):
         assert path in text

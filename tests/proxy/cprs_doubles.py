@@ -41,7 +41,9 @@ _STOP = {
 
 
 class QueryWordEngine:
-    """Keeps the sentences of the context that share a word (4+ letters) with the query."""
+    """Keeps the sentences of the context that share a word (4+ letters) with the query.
+    `calls` records every argument of every `compress`, so a setting dropped on the way from
+    the policy to the engine fails a test."""
 
     def __init__(
         self, *, delay_s: float = 0.0, fail: Exception | None = None, version: str = "test-qw-1"
@@ -69,13 +71,19 @@ class QueryWordEngine:
         prompt=None,
         instruction=None,
         budget_tokens=None,
+        budget_unit=None,
         control=None,
     ):
         self.calls.append(
             {
                 "query": query,
+                "context": context,
                 "context_chars": len(context),
                 "granularity": granularity,
+                "prompt": prompt,
+                "instruction": instruction,
+                "budget_tokens": budget_tokens,
+                "budget_unit": budget_unit,
                 "control": control,
             }
         )
@@ -94,6 +102,42 @@ class QueryWordEngine:
         return CompressionResult(
             compressed, spans, n_in, n_out, n_in / max(n_out, 1), granularity or "sentence"
         )
+
+
+class ServiceCompressor:
+    """QueryWordEngine behind the engine scheduler's compressor interface (what `cprs engine
+    serve` drives): one window per document, an empty forward pass, and the whole extraction
+    when decoding, after `delay_s` (a slow or hanging replica)."""
+
+    windows_per_pass = 1
+
+    def __init__(self, *, delay_s: float = 0.0, version: str = "remote-test-v1") -> None:
+        self.inner = QueryWordEngine()
+        self.delay_s = delay_s
+        self.engine_version = version
+
+    def plan(self, query, context, **kw):
+        import types
+
+        return types.SimpleNamespace(
+            query=query, context=context, kw=kw, ids=[0], prefix=[0], tag="t",
+            windows=[[(0, 1)]], empty_outputs=lambda: None,
+        )  # fmt: skip
+
+    def score_pass(self, prefix, tag, rows):
+        return None
+
+    def scored(self, plan, outputs, model_s):
+        return plan
+
+    def decode(self, plan, *, budget_tokens, budget_unit=None):
+        time.sleep(self.delay_s)
+        return asyncio.run(
+            self.inner.compress(
+                plan.query, plan.context, budget_tokens=budget_tokens, budget_unit=budget_unit,
+                **plan.kw,
+            )
+        )  # fmt: skip
 
 
 def free_port() -> int:

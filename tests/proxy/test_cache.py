@@ -6,7 +6,8 @@ import json
 import pytest
 
 from cprs_engine.result import CompressionResult, Span
-from proxy.cache import CircuitBreaker, CompressionCache, MemoryLRU, cache_key
+from proxy.cache import CompressionCache, cache_key
+from proxy.stores import CircuitBreaker, MemoryLRU
 
 KEY_ARGS = dict(
     tenant="acme",
@@ -61,11 +62,21 @@ def test_key_layout_and_no_text_inside():
         ("prompt_text", "extract keywords"),
         ("budget_tokens", 100),
         ("secret", b"another-secret"),
+        ("budget_unit", "tiktoken:o200k_base"),
     ],
 )
 def test_every_field_changes_the_key(field, value):
     assert cache_key(**{**KEY_ARGS, field: value}) != cache_key(**KEY_ARGS)
     assert cache_key(**KEY_ARGS) == cache_key(**dict(KEY_ARGS))  # and it is deterministic
+
+
+def test_the_same_budget_in_another_unit_is_another_key():
+    budget = {**KEY_ARGS, "budget_tokens": 300}
+    keys = {
+        cache_key(**budget, budget_unit=unit)
+        for unit in (None, "critic", "tiktoken:o200k_base", "tiktoken:cl100k_base")
+    }
+    assert len(keys) == 4
 
 
 def test_tenant_and_engine_version_are_in_the_namespace():

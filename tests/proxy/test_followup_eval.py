@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from cprs_doubles import QueryWordEngine, haystack
 
-from cprs_engine.data.conversations import Conversation, Turn
+from cprs_engine.training.data.conversations import Conversation, Turn
 from proxy.cache import CompressionCache
 from proxy.followup_eval import _variants, conversation_rows, message_text, report, summarize
 

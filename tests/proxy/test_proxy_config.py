@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from proxy.config import DEFAULT_UPSTREAM, ConfigError, config_from_dict, load_config
-from proxy.upstream import Router
+from proxy.routing import Router
 
 
 def test_embedded_defaults(monkeypatch):
@@ -58,6 +58,28 @@ def test_invalid_configs_name_the_problem(raw, needle):
     with pytest.raises(ConfigError) as e:
         config_from_dict(raw)
     assert needle in str(e.value)
+
+
+def test_policy_names_are_checked_against_the_engine_library():
+    """Policies do not know the engine's names; the proxy passes its library in."""
+    from cprs_engine.prompts import GRANULARITIES, LIBRARY
+
+    rule = {"when": {"model": "gpt-4o*"}, "granularity": "chapter", "prompt": "fact"}
+    raw = {"policies": {"legal": {"prompt": "no-such-prompt", "rules": [rule]}}}
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(raw)
+    text = str(e.value)
+    assert (
+        f"policies.legal.prompt: unknown prompt 'no-such-prompt'; known: {', '.join(sorted(LIBRARY))}"
+        in text
+    )
+    assert (
+        f"policies.legal.rules.0.granularity: unknown granularity 'chapter'; expected one of {', '.join(GRANULARITIES)}"
+        in text
+    )
+    assert "policies.legal.rules.0.prompt" not in text  # `fact` is in the library
+    ok = config_from_dict({"policies": {"legal": {"prompt": "needle", "granularity": "keyword"}}})
+    assert (ok.policies["legal"].prompt, ok.policies["legal"].granularity) == ("needle", "keyword")
 
 
 def test_policies_merge_over_the_shipped_default():

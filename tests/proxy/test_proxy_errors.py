@@ -195,3 +195,27 @@ def test_litellm_exceptions_keep_their_status():
     assert from_exception(exc).status == 502
     exc = litellm.exceptions.BadRequestError("bad", model="claude", llm_provider="anthropic")
     assert from_exception(exc).status == 400
+
+
+def test_the_engine_and_the_proxy_type_a_status_alike():
+    """Two deployables, two error-body builders, one status -> type table: a 503 is the same
+    `server_error` whether the engine or the proxy answers it."""
+    from cprs_engine import errors as engine_errors
+    from cprs_engine import wire
+    from cprs_engine.service import BodyTooLarge, EngineNotReady
+    from proxy import errors as proxy_errors
+
+    pairs = [
+        (engine_errors.InvalidInput("m"), proxy_errors.InvalidRequest("m")),
+        (BodyTooLarge("m"), proxy_errors.PayloadTooLarge("m")),
+        (engine_errors.EngineFailure("m"), proxy_errors.ProxyError("m")),
+        (EngineNotReady("m"), proxy_errors.CompressionFailed("m")),
+        (engine_errors.CheckpointNotFound("m"), proxy_errors.CompressionFailed("m")),
+    ]
+    for engine_exc, proxy_exc in pairs:
+        assert engine_exc.status == proxy_exc.status
+        engine = wire.error_body(engine_exc.status, "m", param=None, code=engine_exc.code)
+        assert engine["error"]["type"] == proxy_errors.body_for(proxy_exc)["error"]["type"]
+    assert proxy_errors.body_for(proxy_errors.CompressionFailed("m"))["error"]["type"] == (
+        "server_error"
+    )

@@ -14,7 +14,14 @@ import time
 
 import httpx
 import pytest
-from cprs_doubles import QUESTION, QueryWordEngine, ServerThread, free_port, haystack
+from cprs_doubles import (
+    QUESTION,
+    QueryWordEngine,
+    ServerThread,
+    ServiceCompressor,
+    free_port,
+    haystack,
+)
 from proxy_int_helpers import proxy_config
 from rel_helpers import FROM_CONFIG, served_proxy
 from starlette.applications import Starlette
@@ -241,22 +248,10 @@ def test_engine_faults_fail_open(faulty, figures, engine, kind):
     figures.setdefault("faults_survived", {})[kind] = 200
 
 
-class SyncEngine:
-    engine_version = "rel-remote-1"
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.inner = QueryWordEngine()
-        self.delay_s = delay_s
-
-    def compress(self, query, context, **kw):
-        time.sleep(self.delay_s)
-        return asyncio.run(self.inner.compress(query, context, **kw))
-
-
 def test_a_remote_engine_replica_that_crashes_or_hangs(faulty, figures):
-    hanging = SyncEngine(delay_s=5.0)
+    hanging = ServiceCompressor(delay_s=5.0, version="rel-remote-1")
     with (
-        ServerThread(create_engine_app(SyncEngine)) as good,
+        ServerThread(create_engine_app(lambda: ServiceCompressor(version="rel-remote-1"))) as good,
         ServerThread(create_engine_app(lambda: hanging)) as slow,
     ):
         cfg = fault_config(

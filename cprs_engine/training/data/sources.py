@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cprs_engine.data.text import split_sentences
+from cprs_engine.training.data.text import split_sentences
 
 HOTPOT_RESERVED_FROM = 6000  # hotpotqa.json items [6000, 7405) are evaluation-only
 SQUAD_RESERVED_LAST = 7  # the last 7 articles of squad.json `data` are evaluation-only

@@ -1,6 +1,6 @@
 """`cprs eval`: recall, compression ratio and latency of the critic against RAG and BM25.
 
-Cases (cprs_engine/data/evalset.py): the reserved slices (HotpotQA items >= 6000, the last 7
+Cases (cprs_engine/training/data/evalset.py): the reserved slices (HotpotQA items >= 6000, the last 7
 SQuAD articles) and fresh synthetic needles/KV/VT under a seed namespace training never uses,
 built as whole documents of 8K/32K/128K tokens.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -30,15 +29,12 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cprs_engine.evaluation.sections import cpu_model, markers, replace_section
+
 TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "kv", "vt", "hotpotqa", "squad")
 METHODS = ("cprs", "rag", "bm25")
 DEFAULT_SEED = 90_210  # evaluation namespace: "cprs-eval:<seed>:...", never used by training
 SECTION = "eval"  # the BENCHMARKS.md section `--write` replaces by default
-
-
-def markers(name: str) -> tuple[str, str]:
-    """The comments that open and close section `name` of BENCHMARKS.md."""
-    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 START, END = markers(SECTION)
@@ -169,18 +165,6 @@ def markdown_table(summary: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str, name: str = SECTION) -> None:
-    """Replace the section of `path` marked `name` (or append it; create the file if missing)."""
-    start, end = markers(name)
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in old and end in old and old.index(start) < old.index(end):
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def command_line(args: argparse.Namespace) -> str:
     """The run as a `cprs eval` line with every option spelled out (reproducible as is)."""
     parts = ["cprs", "eval"]
@@ -193,14 +177,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{cpu}, {n} cores"
 
@@ -228,7 +205,7 @@ def report(summary: list[dict], methods: list[str], info: dict) -> str:
             "and BM25 get the critic's output size for each case as their budget (last chunk "
             "cut to fit). "
             "Cases: reserved HotpotQA items >= 6000, the last 7 SQuAD articles, fresh synthetic "
-            "needles (cprs_engine/data/evalset.py).",
+            "needles (cprs_engine/training/data/evalset.py).",
         ]
     )
 
@@ -236,7 +213,7 @@ def report(summary: list[dict], methods: list[str], info: dict) -> str:
 def run_case(ex, methods: list[str], comp, view, budget: int, embedder=None) -> list[dict]:
     """Every method on one case; the critic runs first and its output size becomes the
     baselines' budget (`budget` is used only when the critic is not among `methods`)."""
-    from cprs_engine.baselines import retrieve
+    from cprs_engine.evaluation.baselines import retrieve
 
     facts = ex.meta["facts"]
     ctx_tokens = view.count(ex.context)
@@ -274,8 +251,8 @@ def run_case(ex, methods: list[str], comp, view, budget: int, embedder=None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from cprs_engine.baselines import MiniLM, TokenView
-    from cprs_engine.data.evalset import eval_case
+    from cprs_engine.evaluation.baselines import MiniLM, TokenView
+    from cprs_engine.training.data.evalset import eval_case
 
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     tasks = [t for t in args.tasks.split(",") if t.strip()]
@@ -346,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
     text = report(summary, methods, info)
     print("\n" + text)
     if args.write:
-        write_section(Path(args.write), text, args.section)
+        replace_section(args.write, args.section, text)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # runs/ on a fresh clone
         Path(args.json).write_text(

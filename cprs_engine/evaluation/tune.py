@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def measure(comp, docs, keeps: list[float | None], weaks: list[float | None]) -> list[dict]:
     """`evaluate.aggregate` (recall, documents with every fact, mean and pooled ratio) and the
     lowest ratio per (keep, weak) pair, with `comp`'s own kind of windows."""
-    from cprs_engine.evaluate import aggregate, recall
+    from cprs_engine.evaluation.evaluate import aggregate, recall
 
     scored = []
     for k, ex in enumerate(docs):
@@ -137,7 +137,7 @@ def table(rows: list[dict], best: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cprs_engine.compressor import Compressor
-    from cprs_engine.data.evalset import eval_case
+    from cprs_engine.training.data.evalset import eval_case
 
     keeps, weaks = _candidates(args.keep_thresholds), _candidates(args.weak_thresholds)
     kinds = [k.strip() for k in args.windows.split(",") if k.strip()]

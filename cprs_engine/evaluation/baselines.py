@@ -46,17 +46,9 @@ class TokenView:
     @classmethod
     def tiktoken(cls, name: str = "cl100k_base") -> TokenView:
         """tiktoken from the files bundled in litellm's wheel (no network)."""
-        import importlib.util
-        import os
-        from pathlib import Path
+        from cprs_engine.units import tiktoken_encoding
 
-        spec = importlib.util.find_spec("litellm")
-        assert spec is not None and spec.origin, "litellm is not installed"
-        folder = Path(spec.origin).parent / "litellm_core_utils" / "tokenizers"
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(folder))
-        import tiktoken
-
-        enc = tiktoken.get_encoding(name)
+        enc = tiktoken_encoding(name)
 
         def offsets(text: str) -> list[tuple[int, int]]:
             toks = enc.encode(text, disallowed_special=())
