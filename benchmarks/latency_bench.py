@@ -86,6 +86,7 @@ async def _one_app(engine, cfg: dict, doc: str, *, follow: bool) -> dict:
                 t1 = time.perf_counter()
                 r = await c.post("/v1/chat/completions", json=_body(doc))
                 out["next_s"] = time.perf_counter() - t1
+                assert r.status_code == 200, r.text
                 out["next_cache"] = r.headers["x-cprs-cache"]
                 out["next_compressed"] = r.headers["x-cprs-compressed"] == "true"
         finally:
