@@ -11,7 +11,8 @@
    document's compression goes on in the background: the time until the cache holds it is
    measured from the request's start, and one more request then shows whether it is served
    from the cache. The engine measured its throughput on a warm-up document first, as a running
-   proxy would have, so documents predicted over the budget are not waited for.
+   proxy would have, so documents predicted over the budget are not waited for. Each run starts
+   once the engine is idle (the previous run's cancelled job gone).
 2. Fairness: a `small`-token document alone, then submitted one second after a `big`-token one
    started, with the scheduler's shortest-remaining-first order and with `fifo` (whole jobs in
    arrival order: the engine before the scheduler).
@@ -68,6 +69,7 @@ async def _one_app(engine, cfg: dict, doc: str, *, follow: bool) -> dict:
         upstream_transport=httpx.MockTransport(lambda r: httpx.Response(200, json=ANSWER)),
     )  # fmt: skip
     out: dict = {}
+    await _idle(engine)  # the previous run's cancelled job has left the engine
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://p", timeout=900) as c:
         try:
@@ -92,6 +94,12 @@ async def _one_app(engine, cfg: dict, doc: str, *, follow: bool) -> dict:
         finally:
             await app.state.holder.close()  # cancels what still runs in the background
     return out
+
+
+async def _idle(engine) -> None:
+    scheduler = getattr(engine, "_scheduler", None)
+    while scheduler is not None and scheduler.depth:
+        await asyncio.sleep(0.05)
 
 
 async def miss_latency(engine, docs: dict[int, str], budgets: list) -> list[dict]:
