@@ -2,7 +2,7 @@
 
     python -m benchmarks.latency_bench [--write BENCHMARKS.md] [--sizes 8192,32768,131072]
         [--budgets 0,2000,10000,null] [--small 6144] [--big 131072] [--concurrency 1,4,16]
-        [--concurrent-tokens 8192]
+        [--concurrent-tokens 8192] [--parts miss,fairness,throughput] [--results FILE] [--note T]
 
 1. Miss latency: the proxy in process (the real app, the in-process engine, the in-memory
    cache) in front of a backend that answers at once. For each document size and `max_wait_ms`,
@@ -11,7 +11,8 @@
    document's compression goes on in the background: the time until the cache holds it is
    measured from the request's start, and one more request then shows whether it is served
    from the cache. The engine measured its throughput on a warm-up document first, as a running
-   proxy would have, so documents predicted over the budget are not waited for.
+   proxy would have, so documents predicted over the budget are not waited for. Each run starts
+   once the engine is idle (the previous run's cancelled job gone).
 2. Fairness: a `small`-token document alone, then submitted one second after a `big`-token one
    started, with the scheduler's shortest-remaining-first order and with `fifo` (whole jobs in
    arrival order: the engine before the scheduler).
@@ -24,9 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -66,6 +69,7 @@ async def _one_app(engine, cfg: dict, doc: str, *, follow: bool) -> dict:
         upstream_transport=httpx.MockTransport(lambda r: httpx.Response(200, json=ANSWER)),
     )  # fmt: skip
     out: dict = {}
+    await _idle(engine)  # the previous run's cancelled job has left the engine
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://p", timeout=900) as c:
         try:
@@ -84,11 +88,18 @@ async def _one_app(engine, cfg: dict, doc: str, *, follow: bool) -> dict:
                 t1 = time.perf_counter()
                 r = await c.post("/v1/chat/completions", json=_body(doc))
                 out["next_s"] = time.perf_counter() - t1
+                assert r.status_code == 200, r.text
                 out["next_cache"] = r.headers["x-cprs-cache"]
                 out["next_compressed"] = r.headers["x-cprs-compressed"] == "true"
         finally:
             await app.state.holder.close()  # cancels what still runs in the background
     return out
+
+
+async def _idle(engine) -> None:
+    scheduler = getattr(engine, "_scheduler", None)
+    while scheduler is not None and scheduler.depth:
+        await asyncio.sleep(0.05)
 
 
 async def miss_latency(engine, docs: dict[int, str], budgets: list) -> list[dict]:
@@ -117,24 +128,20 @@ def fairness(compressor, small: str, big: str) -> dict:
     for order in ("srf", "fifo"):
         s = Scheduler(compressor, order=order)
         control = Control()
-        bg = threading.Thread(
-            target=lambda s=s, c=control: _quiet(lambda: s.compress(QUERY, big, control=c))
-        )
-        bg.start()
+        job = s.plan(QUERY, big, control=control)  # tokenized before the clock starts
+        s.submit(job)
+        while job.next == 0:  # its first pass has started
+            time.sleep(0.01)
         time.sleep(1.0)
         t = time.perf_counter()
         s.compress("What did the author say about the small document?", small)
         out[f"behind_{order}_s"] = time.perf_counter() - t
         control.cancel.set()  # the big one is not measured: stop it within a pass
-        bg.join()
+        with contextlib.suppress(Exception):
+            job.future.result()
         s.close()
         print(f"fairness {order}: {out}", flush=True)
     return out
-
-
-def _quiet(fn) -> None:
-    with contextlib.suppress(Exception):  # the big document, cancelled on purpose
-        fn()
 
 
 def throughput(compressor, docs: list[str], counts: list[int]) -> list[dict]:
@@ -174,6 +181,8 @@ def render(info, command, misses, fair, rates, args) -> str:
               ""]  # fmt: skip
     if args.reduced:
         lines += [f"**Reduced run**: {args.reduced}. The full run: `make bench-latency`.", ""]
+    if args.note:
+        lines += [args.note, ""]
     rows = []
     for m in misses:
         rows.append([
@@ -224,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", default="1,4,16")
     p.add_argument("--concurrent-tokens", type=int, default=8192)
     p.add_argument("--reduced", help="say why the sizes differ from the full run")
+    p.add_argument("--parts", default="miss,fairness,throughput", help="the parts to run now")
+    p.add_argument("--results", help="JSON file: parts not run now are read from it; all saved")
+    p.add_argument("--note", help="a line for the section (e.g. where older parts came from)")
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     budgets = [None if b == "null" else int(b) for b in args.budgets.split(",")]
@@ -247,10 +259,30 @@ def main(argv: list[str] | None = None) -> int:
         await engine.close()
         return compressor, cut, misses
 
-    compressor, cut, misses = asyncio.run(proxy_part())
-    fair = fairness(compressor, document(args.small, cut, depth=0.3), document(args.big, cut))
-    docs = [document(args.concurrent_tokens, cut, depth=d / 16) for d in range(16)]
-    rates = throughput(compressor, docs, counts)
+    parts = set(args.parts.split(","))
+    saved = (
+        json.loads(Path(args.results).read_text())
+        if args.results and Path(args.results).exists()
+        else {}
+    )
+    if "miss" in parts:
+        compressor, cut, saved["misses"] = asyncio.run(proxy_part())
+    else:
+        from cprs_engine import Compressor
+
+        compressor = Compressor.load()
+        cut = hf_truncate(compressor.tokenizer)
+    if "fairness" in parts:
+        saved["fair"] = fairness(
+            compressor, document(args.small, cut, depth=0.3), document(args.big, cut)
+        )
+    if "throughput" in parts:
+        docs = [document(args.concurrent_tokens, cut, depth=d / 16) for d in range(16)]
+        saved["rates"] = throughput(compressor, docs, counts)
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps(saved, indent=1))
+    misses, fair, rates = saved["misses"], saved["fair"], saved["rates"]
     text = render(info, command, misses, fair, rates, args)
     print(text)
     if args.write:
