@@ -64,7 +64,7 @@ bench-eval-hotpotqa: $(STAMP)
 # Follow-up questions through the proxy, per `followups` mode (reserved SQuAD and HotpotQA
 # conversations of 3 questions, at 8K and 32K tokens).
 bench-followups: $(STAMP)
-	$(BIN)/cprs eval-followups --lengths 8192,32768 --samples 5,1 --json runs/eval-followups.json \
+	$(BIN)/cprs eval-followups --lengths 8192,32768 --samples 3,2 --json runs/eval-followups.json \
 		--write BENCHMARKS.md
 
 # LiteLLM's own proxy, for the side-by-side run, lives in its own venv (never in .venv).
