@@ -12,6 +12,7 @@ time, so a bad pattern is a load error, never a request-time one.
     ├── failure_mode: open | closed           what an engine failure does to the request
     ├── followups: append | requery | stable  how an earlier turn's document serves a new question
     ├── allowed_models: [glob] | None
+    ├── compress_tool_outputs / allow_overrides   tool results as documents; per-request control
     └── ab: ABConfig                          share of traffic routed uncompressed, and the bucketing key
 """
 
@@ -158,6 +159,8 @@ class Policy(_Strict):
     markers: list[str] = Field(default_factory=lambda: ["document"], min_length=1)
     system_min_tokens: int | None = Field(None, ge=1)  # None = threshold_tokens
     compress_user_parts: bool = True
+    compress_tool_outputs: bool = True  # long tool results (chat, Responses, Messages) are documents
+    allow_overrides: bool = True  # clients may steer compression per request (x-cprs-*, `cprs`)
 
     @field_validator("prompt")
     @classmethod

@@ -25,7 +25,7 @@ from proxy.config import ProxyConfig
 from proxy.engine import Engine
 from proxy.errors import ProxyError, error_body, error_response, type_for_status
 from proxy.metrics import Metrics
-from proxy.routes import ROUTES
+from proxy.routes import FALLBACK, ROUTES
 from proxy.state import StateHolder, build_state
 from proxy.tokens import configure_offline
 from proxy.upstream import Upstream
@@ -67,7 +67,7 @@ def create_app(
             await upstream.close()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *FALLBACK],
         lifespan=lifespan,
         exception_handlers={ProxyError: _proxy_error, HTTPException: _http_error, 500: _internal},
     )

@@ -22,6 +22,7 @@ from proxy.detect import find_documents
 from proxy.errors import ModelNotFound, PayloadTooLarge, ProxyError, error_response, sse_error
 from proxy.followups import insert_excerpts
 from proxy.metrics import Metrics, model_label
+from proxy.overrides import parse_overrides
 from proxy.requestlog import RequestRecord
 from proxy.rewrite import apply, with_model
 from proxy.state import AppState, StateHolder
@@ -123,7 +124,8 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     ctx.tenant, policy = state.authenticate(api_key)
     ctx.policy = policy.name
     raw = await read_body(request, state.config.server.max_body_bytes)
-    body = parse_body(raw)
+    overrides, body = parse_overrides(request.headers, parse_body(raw), policy)
+    policy = overrides.apply(policy)
     check_chat(body)
     ctx.stream = body.get("stream") is True
     model = body["model"]
@@ -132,7 +134,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
         raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.")
     ctx.model = model_label(model) if route.is_glob else route.name
     backend = state.router.resolve(route, model, api_key)
-    ctx.arm = assign_arm(policy, api_key=api_key, user=body.get("user"), headers=request.headers)
+    ctx.arm = arm_for(policy, overrides, api_key, body, request.headers)
     counter = TokenCounter(backend.model)
 
     def detect():
@@ -143,6 +145,7 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
             system_min_tokens=policy.effective_system_min_tokens,
             compress_user_parts=policy.compress_user_parts,
             count=counter.count,
+            tool_outputs=policy.compress_tool_outputs,
         )
 
     t = time.perf_counter()
@@ -186,8 +189,9 @@ async def _serve(request: Request, state: AppState, metrics: Metrics, upstream: 
     return Response(content, status_code=status, headers={**kept, **ctx.headers()})
 
 
-async def _relay(chunks, state: AppState, metrics: Metrics, ctx: Ctx, t0: float):
-    """Pass the backend's SSE bytes through as they come; a failure becomes an SSE error event."""
+async def _relay(chunks, state: AppState, metrics: Metrics, ctx: Ctx, t0: float, encode=sse_error):
+    """Pass the backend's SSE bytes through as they come; a failure becomes an SSE error event
+    (`encode`: the front door's error event)."""
     tail = b""
     try:
         async for chunk in chunks:
@@ -199,7 +203,7 @@ async def _relay(chunks, state: AppState, metrics: Metrics, ctx: Ctx, t0: float)
         ctx.error_type = exc.code or exc.type
         if tail and tail != b"\n\n":
             yield b"\n\n"  # end the backend's half-sent event before ours
-        yield sse_error(exc)
+        yield encode(exc)
     except (asyncio.CancelledError, GeneratorExit):
         ctx.status, ctx.error_type = 499, "client_disconnected"
         raise
@@ -225,6 +229,13 @@ class _RelayResponse(StreamingResponse):
                 ctx.status, ctx.error_type = 499, "client_disconnected"
                 await chunks.aclose()
                 _finish(state, metrics, ctx)
+
+
+def arm_for(policy, overrides, api_key: str | None, body: dict, headers) -> str:
+    """`x-cprs-compress: off` is the control arm; otherwise the policy's A/B split decides."""
+    if overrides.compress_off:
+        return "control"
+    return assign_arm(policy, api_key=api_key, user=body.get("user"), headers=headers)
 
 
 def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:

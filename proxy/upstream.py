@@ -150,25 +150,34 @@ class Upstream:
             follow_redirects=False,
         )
 
-    def _request(self, b: Backend, body: dict) -> httpx.Request:
+    def _request(
+        self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
+    ) -> httpx.Request:
+        """POST `body` to `url` (default: the route's chat completions) with the backend's key
+        as a bearer token, or as the `auth` headers a front door gives (e.g. Anthropic's)."""
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        if b.api_key:
+        if auth is not None:
+            headers.update(auth)
+        elif b.api_key:
             headers["authorization"] = f"Bearer {b.api_key}"
         if body.get("stream") is True:
             headers["accept"] = "text/event-stream"
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         timeout = httpx.Timeout(b.timeout_s, connect=b.connect_timeout_s)
-        url = b.api_base.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+        url = url or b.api_base.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
         return self.client.build_request(
             "POST", url, content=content, headers=headers, timeout=timeout
         )
 
-    async def complete(self, b: Backend, body: dict) -> tuple[int, dict[str, str], bytes]:
-        """Non-streaming call: (status, headers to keep, body bytes) of a 2xx answer."""
-        if not b.passthrough:
+    async def complete(
+        self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Non-streaming call: (status, headers to keep, body bytes) of a 2xx answer. Routes
+        that are not OpenAI-format go through litellm unless a front door gives the `url`."""
+        if not b.passthrough and url is None:
             return await _litellm_complete(b, body)
         try:
-            resp = await self.client.send(self._request(b, body))
+            resp = await self.client.send(self._request(b, body, url, auth))
         except Exception as exc:
             raise from_exception(exc) from exc
         if resp.status_code >= 400:
@@ -177,17 +186,19 @@ class Upstream:
             )
         return resp.status_code, _kept(resp.headers), resp.content
 
-    async def stream(self, b: Backend, body: dict) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+    async def stream(
+        self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
+    ) -> tuple[dict[str, str], AsyncIterator[bytes]]:
         """Streaming call: response headers once the backend answered 2xx, then its bytes.
 
         Errors before the first byte raise here (the client gets a plain JSON error with the
         status); errors after it raise from the iterator (the caller turns them into an SSE error
         event). Closing the iterator closes the backend connection.
         """
-        if not b.passthrough:
+        if not b.passthrough and url is None:
             return {}, await _litellm_stream(b, body)
         try:
-            resp = await self.client.send(self._request(b, body), stream=True)
+            resp = await self.client.send(self._request(b, body, url, auth), stream=True)
         except Exception as exc:
             raise from_exception(exc) from exc
         if resp.status_code >= 400:
