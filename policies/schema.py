@@ -159,7 +159,9 @@ class Policy(_Strict):
     markers: list[str] = Field(default_factory=lambda: ["document"], min_length=1)
     system_min_tokens: int | None = Field(None, ge=1)  # None = threshold_tokens
     compress_user_parts: bool = True
-    compress_tool_outputs: bool = True  # long tool results (chat, Responses, Messages) are documents
+    compress_tool_outputs: bool = (
+        True  # long tool results (chat, Responses, Messages) are documents
+    )
     allow_overrides: bool = True  # clients may steer compression per request (x-cprs-*, `cprs`)
 
     @field_validator("prompt")

@@ -129,6 +129,10 @@ async def _litellm_call(backend: Backend, body: dict) -> Any:
     litellm, control = _litellm()
     from litellm.anthropic_interface import messages
 
+    # OpenAI-format routes are chat-completions backends (vLLM, DeepSeek...): litellm would
+    # otherwise send OpenAI models to the Responses API, which many of them do not serve.
+    litellm.use_chat_completions_url_for_anthropic_messages = True
+
     kwargs = {
         k: v
         for k, v in body.items()

@@ -107,7 +107,8 @@ def _dump(obj: Any) -> str:
 async def _events(resp: Any, backend: Backend) -> AsyncIterator[bytes]:
     try:
         async for event in resp:
-            kind = getattr(event, "type", None) or "message"
-            yield f"event: {kind}\ndata: {_dump(event)}\n\n".encode()
+            data = _dump(event)
+            kind = json.loads(data).get("type", "message")
+            yield f"event: {kind}\ndata: {data}\n\n".encode()
     except Exception as exc:
         raise from_exception(exc, _secrets(backend)) from exc
