@@ -92,9 +92,9 @@ class Overrides:
     def apply(self, policy: Policy) -> Policy:
         """The per-request policy (the shared one is never changed)."""
         update = {k: v for k, v in self.values.items() if k in Policy.model_fields}
-        if "budget_tokens" in update:
+        if "budget_tokens" in self.values:  # the one given replaces the policy's other
             update["target_ratio"] = None
-        if "target_ratio" in update:
+        elif "target_ratio" in self.values:
             update["budget_tokens"] = None
         if "granularity" in update or "prompt" in update:
             update["rules"] = []

@@ -92,6 +92,9 @@ async def _relay(request: Request, state: AppState, upstream: Upstream, path: st
 
 async def _bytes(resp: httpx.Response) -> AsyncIterator[bytes]:
     try:
+        if resp.is_stream_consumed:  # a transport that answered with a body already read
+            yield resp.content
+            return
         async for chunk in resp.aiter_raw():
             yield chunk
     finally:
