@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Match
 
 from proxy.chat import client_key, read_body
 from proxy.errors import InvalidRequest, ModelNotFound, ProxyError, error_response, from_exception
@@ -40,6 +42,8 @@ _NO_BODY = ("GET", "HEAD", "DELETE", "OPTIONS")
 
 
 async def handle_passthrough(request: Request) -> Response:
+    if _reserved(request):
+        raise HTTPException(405)  # a path the proxy serves itself, with another method
     s = request.app.state
     state: AppState = s.holder.current
     path = request.path_params["path"]
@@ -99,6 +103,12 @@ async def _bytes(resp: httpx.Response) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await resp.aclose()
+
+
+def _reserved(request: Request) -> bool:
+    return any(
+        r.matches(request.scope)[0] == Match.PARTIAL for r in request.app.routes if r is not None
+    )
 
 
 def _path_model(path: str) -> str | None:

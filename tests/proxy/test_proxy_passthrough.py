@@ -98,3 +98,8 @@ def test_specific_routes_come_before_the_passthrough():
     assert app.routes[-1].path == "/v1/{path:path}"
     paths = [r.path for r in app.routes[:-1]]
     assert {"/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/models"} <= set(paths)
+    r = call(app, "GET", "/v1/chat/completions", headers=AUTH)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
+    assert rec.requests == []
+    r = call(app, "GET", "/v1/vector_stores/vs_1", headers=AUTH)
+    assert r.status_code == 201 and str(rec.requests[-1][0].url).endswith("/v1/vector_stores/vs_1")
