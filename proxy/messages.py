@@ -23,8 +23,9 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from proxy.errors import InvalidRequest, ProxyError, UpstreamError, from_exception
-from proxy.upstream import Backend, Upstream, _litellm, _secrets
+from proxy import translated
+from proxy.errors import InvalidRequest, ProxyError, UpstreamError
+from proxy.upstream import Backend, Upstream, _litellm
 from proxy.validate import _kind, check_model, check_stream
 from proxy.views import View, messages_view
 
@@ -89,16 +90,16 @@ class MessagesDoor:
     ) -> tuple[int, dict[str, str], bytes]:
         if backend.provider == "anthropic":
             return await upstream.complete(backend, body, _url(backend), _auth(backend, headers))
-        resp = await _litellm_call(backend, body)
-        return 200, {"content-type": "application/json"}, _dump(resp).encode()
+        resp = await _litellm_messages(backend, body)
+        return 200, {"content-type": "application/json"}, translated.dump(resp).encode()
 
     async def stream(
         self, upstream: Upstream, backend: Backend, body: dict, headers: Mapping[str, str]
     ) -> tuple[dict[str, str], AsyncIterator[bytes]]:
         if backend.provider == "anthropic":
             return await upstream.stream(backend, body, _url(backend), _auth(backend, headers))
-        resp = await _litellm_call(backend, body)
-        return {}, _events(resp, backend)
+        resp = await _litellm_messages(backend, body)
+        return {}, translated.events(resp, backend)
 
     def error_response(self, exc: ProxyError, headers: dict[str, str]) -> Response:
         kept = {k: v for k, v in getattr(exc, "headers", {}).items() if k.lower() != "content-type"}
@@ -125,43 +126,11 @@ def _auth(backend: Backend, headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-async def _litellm_call(backend: Backend, body: dict) -> Any:
-    litellm, control = _litellm()
+async def _litellm_messages(backend: Backend, body: dict) -> Any:
+    litellm, _ = _litellm()
     from litellm.anthropic_interface import messages
 
     # OpenAI-format routes are chat-completions backends (vLLM, DeepSeek...): litellm would
     # otherwise send OpenAI models to the Responses API, which many of them do not serve.
     litellm.use_chat_completions_url_for_anthropic_messages = True
-
-    kwargs = {
-        k: v
-        for k, v in body.items()
-        if k != "model" and k not in control and not k.startswith(("litellm", "aws_", "vertex_"))
-    }
-    try:
-        return await messages.acreate(
-            model=backend.litellm_model, api_base=backend.api_base, api_key=backend.api_key,
-            timeout=backend.timeout_s, **kwargs,
-        )  # fmt: skip
-    except Exception as exc:
-        raise from_exception(exc, _secrets(backend)) from exc
-
-
-def _dump(obj: Any) -> str:
-    data = obj.model_dump(exclude_none=True) if hasattr(obj, "model_dump") else dict(obj)
-    data.pop("_hidden_params", None)
-    return json.dumps(data, ensure_ascii=False)
-
-
-async def _events(resp: Any, backend: Backend) -> AsyncIterator[bytes]:
-    """litellm's stream: SSE bytes already, or event objects to frame as Anthropic does."""
-    try:
-        async for event in resp:
-            if isinstance(event, bytes | str):
-                yield event.encode() if isinstance(event, str) else event
-                continue
-            data = _dump(event)
-            kind = json.loads(data).get("type", "message")
-            yield f"event: {kind}\ndata: {data}\n\n".encode()
-    except Exception as exc:
-        raise from_exception(exc, _secrets(backend)) from exc
+    return await translated.call(messages.acreate, backend, body)

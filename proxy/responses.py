@@ -10,15 +10,15 @@ provider's own API; its answer is serialized back as Responses JSON / SSE events
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.responses import Response
 
-from proxy.errors import InvalidRequest, ProxyError, error_response, from_exception, sse_error
-from proxy.upstream import Backend, Upstream, _litellm, _secrets
+from proxy import translated
+from proxy.errors import InvalidRequest, ProxyError, error_response, sse_error
+from proxy.upstream import Backend, Upstream, _litellm
 from proxy.validate import _kind, check_model, check_stream
 from proxy.views import View, responses_view
 
@@ -60,16 +60,16 @@ class ResponsesDoor:
     ) -> tuple[int, dict[str, str], bytes]:
         if backend.passthrough:
             return await upstream.complete(backend, body, url=_url(backend))
-        resp = await _litellm_call(backend, body)
-        return 200, {"content-type": "application/json"}, _dump(resp).encode()
+        resp = await _litellm_responses(backend, body)
+        return 200, {"content-type": "application/json"}, translated.dump(resp).encode()
 
     async def stream(
         self, upstream: Upstream, backend: Backend, body: dict, headers: Mapping[str, str]
     ) -> tuple[dict[str, str], AsyncIterator[bytes]]:
         if backend.passthrough:
             return await upstream.stream(backend, body, url=_url(backend))
-        resp = await _litellm_call(backend, body)
-        return {}, _events(resp, backend)
+        resp = await _litellm_responses(backend, body)
+        return {}, translated.events(resp, backend)
 
     def error_response(self, exc: ProxyError, headers: dict[str, str]) -> Response:
         return error_response(exc, headers)
@@ -82,33 +82,6 @@ def _url(backend: Backend) -> str:
     return backend.api_base.rstrip("/") + "/responses"  # type: ignore[union-attr]
 
 
-async def _litellm_call(backend: Backend, body: dict) -> Any:
-    litellm, control = _litellm()
-    kwargs: dict[str, Any] = {}
-    for k, v in body.items():
-        if k == "model" or k in control or k.startswith(("litellm", "aws_", "vertex_")):
-            continue
-        kwargs[k] = v
-    try:
-        return await litellm.aresponses(
-            model=backend.litellm_model, api_base=backend.api_base, api_key=backend.api_key,
-            timeout=backend.timeout_s, num_retries=0, **kwargs,
-        )  # fmt: skip
-    except Exception as exc:
-        raise from_exception(exc, _secrets(backend)) from exc
-
-
-def _dump(obj: Any) -> str:
-    data = obj.model_dump(exclude_none=True) if hasattr(obj, "model_dump") else dict(obj)
-    data.pop("_hidden_params", None)
-    return json.dumps(data, ensure_ascii=False)
-
-
-async def _events(resp: Any, backend: Backend) -> AsyncIterator[bytes]:
-    try:
-        async for event in resp:
-            data = _dump(event)
-            kind = json.loads(data).get("type", "message")
-            yield f"event: {kind}\ndata: {data}\n\n".encode()
-    except Exception as exc:
-        raise from_exception(exc, _secrets(backend)) from exc
+async def _litellm_responses(backend: Backend, body: dict) -> Any:
+    litellm, _ = _litellm()
+    return await translated.call(litellm.aresponses, backend, body, num_retries=0)

@@ -217,3 +217,18 @@ def test_anthropic_errors_reach_the_sdk_as_its_own_exceptions(anthropic_backend,
         bad.close()
         client.close()
     assert copy.deepcopy(anthropic_backend.received) == []
+
+
+def test_responses_on_an_anthropic_route_go_through_litellm(anthropic_backend, openai_backend, sdk):
+    cfg = claude_config(anthropic_backend.url, openai_backend.url)
+    content = f"<document>{DOC}</document>\n{QUESTION}"
+    with running_proxy(cfg) as (url, _):
+        client = sdk(url)
+        resp = client.responses.create(model="claude", input=content, max_output_tokens=50)
+        events = list(client.responses.create(model="claude", input="hi", stream=True))
+    assert resp.output_text == "Hi from claude"
+    sent = anthropic_backend.received[0]["body"]["messages"][0]["content"][0]["text"]
+    assert sent == f"<document>{NEEDLE}</document>\n{QUESTION}"
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == "Hello world"
