@@ -181,3 +181,21 @@ def test_backend_error_in_anthropic_shape_comes_back_as_is(make_app, backend):
     r = call(app, "POST", "/v1/messages", json=body(), headers=HEADERS)
     assert r.status_code == 529 and r.json() == err
     assert ANT_KEY not in json.dumps(r.json())
+
+
+def test_a_stream_that_breaks_ends_with_an_anthropic_error_event(make_app, backend):
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield SSE[:40]
+            raise httpx.ReadError("backend went away")
+
+    backend.respond = lambda req, b: httpx.Response(
+        200, stream=Broken(), headers={"content-type": "text/event-stream"}
+    )
+    app, _ = make_app(ant_config())
+    r = call(app, "POST", "/v1/messages", json=body(stream=True), headers=HEADERS)
+    head, event = r.content.split(b"\n\n", 1)[0], r.content.split(b"\n\n")[-2]
+    assert head == SSE[:40]
+    name, data = event.split(b"\n", 1)
+    assert name == b"event: error"
+    assert json.loads(data.removeprefix(b"data: "))["type"] == "error"
