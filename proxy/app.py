@@ -28,7 +28,7 @@ from proxy.metrics import Metrics
 from proxy.routes import FALLBACK, ROUTES
 from proxy.state import StateHolder, build_state
 from proxy.tokens import configure_offline
-from proxy.upstream import Upstream
+from proxy.upstream import Upstream, close_litellm_clients
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def create_app(
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await holder.close()
             await upstream.close()
+            await close_litellm_clients()
 
     app = Starlette(
         routes=[*ROUTES, *FALLBACK],

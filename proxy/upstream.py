@@ -324,3 +324,18 @@ async def _litellm_stream(b: Backend, body: dict) -> AsyncIterator[bytes]:
                 await close()
 
     return chunks()
+
+
+async def close_litellm_clients() -> None:
+    """litellm keeps its own HTTP clients, bound to the event loop that made them: close them
+    with the app (and forget them), so none outlives its loop with a socket open."""
+    if _litellm.cache_info().currsize == 0:
+        return  # litellm was never set up in this process
+    litellm, _ = _litellm()
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    try:
+        await close_litellm_async_clients()
+    except Exception as exc:  # noqa: BLE001 - shutting down; nothing left to fail
+        log.warning("closing litellm's clients failed: %s", exc)
+    litellm.in_memory_llm_clients_cache.flush_cache()
