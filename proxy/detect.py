@@ -13,6 +13,8 @@ What counts as a document (in this order, per text string = string content or a 
 4. A `role: tool` message's text at or above `threshold_tokens` (when tool_outputs): the whole
    text, a tool output. Front doors that carry tool results elsewhere (Responses'
    `function_call_output`, Messages' `tool_result`) show them to detection as tool messages.
+   Its query is the last user question before it plus the assistant's call that asked for it
+   (`name(arguments)`, matched by `tool_call_id`), so it too is fixed once sent.
 Only documents at or above `threshold_tokens` are returned; the rest pass byte for byte.
 
 The query: messages are split into turns at assistant messages. A document's query is the text
@@ -20,8 +22,6 @@ outside all documents in the last user message of the turn it appears in (walkin
 that turn's user messages if the last one holds none). So a document in an earlier turn keeps the
 query it had when it was first sent, compresses identically on every later turn, hits the cache,
 and keeps the providers' prompt caches warm. System documents belong to the first turn.
-A tool output's query is the last user question before it plus the assistant's call that asked
-for it (`name(arguments)`, matched by `tool_call_id`), so it too is fixed once sent.
 """
 
 from __future__ import annotations
