@@ -14,6 +14,7 @@ time, so a bad pattern is a load error, never a request-time one.
     ├── max_wait_ms / background_fill         how long a request waits for a cache miss, and
     │                                         whether the compression then goes on without it
     ├── allowed_models: [glob] | None
+    ├── compress_tool_outputs / allow_overrides   tool results as documents; per-request control
     └── ab: ABConfig                          share of traffic routed uncompressed, and the bucketing key
 
 Granularity and prompt names belong to the engine, which policies do not import: whoever loads
@@ -178,6 +179,10 @@ class Policy(_Strict):
     markers: list[str] = Field(default_factory=lambda: ["document"], min_length=1)
     system_min_tokens: int | None = Field(None, ge=1)  # None = threshold_tokens
     compress_user_parts: bool = True
+    compress_tool_outputs: bool = (
+        True  # long tool results (chat, Responses, Messages) are documents
+    )
+    allow_overrides: bool = True  # clients may steer compression per request (x-cprs-*, `cprs`)
 
     @field_validator("granularity", "prompt")
     @classmethod

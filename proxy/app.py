@@ -25,10 +25,10 @@ from proxy.config import ProxyConfig
 from proxy.engine import Engine
 from proxy.errors import ProxyError, error_body, error_response, type_for_status
 from proxy.metrics import Metrics
-from proxy.routes import ROUTES
+from proxy.routes import FALLBACK, ROUTES
 from proxy.state import StateHolder, build_state
 from proxy.tokens import configure_offline
-from proxy.upstream import Upstream
+from proxy.upstream import Upstream, close_litellm_clients
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,10 @@ def create_app(
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await holder.close()
             await upstream.close()
+            await close_litellm_clients()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *FALLBACK],
         lifespan=lifespan,
         exception_handlers={ProxyError: _proxy_error, HTTPException: _http_error, 500: _internal},
     )

@@ -18,7 +18,8 @@ from starlette.responses import Response, StreamingResponse
 
 from cprs_engine.wire import read_limited
 from policies.ab import assign_arm
-from proxy.compress import compress_documents
+from policies.schema import Policy
+from proxy.compress import Compression, compress_documents
 from proxy.detect import find_for_policy
 from proxy.disconnect import DisconnectWatch
 from proxy.errors import (
@@ -31,6 +32,7 @@ from proxy.errors import (
 )
 from proxy.followups import insert_excerpts
 from proxy.metrics import Metrics, model_label
+from proxy.overrides import parse_overrides
 from proxy.requestlog import RequestRecord
 from proxy.rewrite import apply, with_model
 from proxy.state import AppState, StateHolder
@@ -130,7 +132,8 @@ async def _serve(
     server = state.config.server
     raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
     watch.body_read()  # from here on, a client that leaves cancels the work (499)
-    body = parse_body(raw)
+    overrides, body = parse_overrides(request.headers, parse_body(raw), policy)
+    policy = overrides.apply(policy)
     check_chat(body)
     ctx.stream = body.get("stream") is True
     model = body["model"]
@@ -139,41 +142,13 @@ async def _serve(
         raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.")
     ctx.model = model_label(model) if route.is_glob else route.name
     backend = state.router.resolve(route, model, api_key)
-    ctx.arm = assign_arm(policy, api_key=api_key, user=body.get("user"), headers=request.headers)
+    ctx.arm = arm_for(policy, overrides, api_key, body, request.headers)
     counter = TokenCounter(backend.model)
 
-    def detect():
-        return find_for_policy(body["messages"], policy, counter.count)
-
-    t = time.perf_counter()
-    big = len(raw) > THREAD_OVER_CHARS
-    detection = await asyncio.to_thread(detect) if big else detect()
-    ctx.original_tokens = detection.tokens
-    ctx.detect_s = time.perf_counter() - t
-    ctx.sent_tokens = ctx.original_tokens
-    if ctx.arm != "compress" and detection.documents:
-        ctx.skipped = ["control_arm"] * len(detection.documents)
-        metrics.skipped.labels(ctx.tenant, "control_arm").inc(len(detection.documents))
-    if ctx.arm == "compress" and detection.documents:
-        t = time.perf_counter()
-        comp = await compress_documents(
-            state,
-            metrics,
-            detection,
-            tenant=ctx.tenant,
-            policy=policy,
-            model=model,
-            counter=counter,
-        )
-        ctx.compress_s, ctx.engine_s, ctx.cache_s = (
-            time.perf_counter() - t,
-            comp.engine_s,
-            comp.cache_s,
-        )
-        ctx.cache, ctx.compressed = comp.cache, bool(comp.replacements)
-        ctx.followup, ctx.followup_tokens = comp.followup, comp.excerpt_tokens
-        ctx.skipped = comp.skipped or None
-        ctx.sent_tokens = ctx.original_tokens - comp.saved_tokens + comp.excerpt_tokens
+    comp = await detect_and_compress(
+        state, metrics, ctx, body["messages"], len(raw), policy=policy, model=model, counter=counter
+    )
+    if comp is not None:
         body = insert_excerpts(apply(body, comp.replacements), comp.excerpts)
     body = with_model(body, backend.model)
 
@@ -190,8 +165,48 @@ async def _serve(
     return Response(content, status_code=status, headers={**kept, **ctx.headers()})
 
 
-async def _relay(chunks, state: AppState, metrics: Metrics, ctx: Ctx, t0: float):
-    """Pass the backend's SSE bytes through as they come; a failure becomes an SSE error event."""
+async def detect_and_compress(
+    state: AppState,
+    metrics: Metrics,
+    ctx: Ctx,
+    messages: list,
+    raw_bytes: int,
+    *,
+    policy: Policy,
+    model: str,
+    counter: TokenCounter,
+) -> Compression | None:
+    """Detect the documents in chat-shaped `messages` and, on the compress arm, compress them;
+    the counts, timings, cache status and skip reasons go into `ctx`. Every front door runs this
+    step; each applies the returned Compression to its own body shape (None: nothing to apply)."""
+    t = time.perf_counter()
+    if raw_bytes > THREAD_OVER_CHARS:  # detection + counting of big requests off the event loop
+        detection = await asyncio.to_thread(find_for_policy, messages, policy, counter.count)
+    else:
+        detection = find_for_policy(messages, policy, counter.count)
+    ctx.original_tokens = ctx.sent_tokens = detection.tokens
+    ctx.detect_s = time.perf_counter() - t
+    if not detection.documents:
+        return None
+    if ctx.arm != "compress":
+        ctx.skipped = ["control_arm"] * len(detection.documents)
+        metrics.skipped.labels(ctx.tenant, "control_arm").inc(len(detection.documents))
+        return None
+    t = time.perf_counter()
+    comp = await compress_documents(
+        state, metrics, detection, tenant=ctx.tenant, policy=policy, model=model, counter=counter
+    )
+    ctx.compress_s, ctx.engine_s, ctx.cache_s = time.perf_counter() - t, comp.engine_s, comp.cache_s
+    ctx.cache, ctx.compressed = comp.cache, bool(comp.replacements)
+    ctx.followup, ctx.followup_tokens = comp.followup, comp.excerpt_tokens
+    ctx.skipped = comp.skipped or None
+    ctx.sent_tokens = ctx.original_tokens - comp.saved_tokens + comp.excerpt_tokens
+    return comp
+
+
+async def _relay(chunks, state: AppState, metrics: Metrics, ctx: Ctx, t0: float, encode=sse_error):
+    """Pass the backend's SSE bytes through as they come; a failure becomes an SSE error event
+    (`encode`: the front door's error event)."""
     tail = b""
     try:
         async for chunk in chunks:
@@ -203,7 +218,7 @@ async def _relay(chunks, state: AppState, metrics: Metrics, ctx: Ctx, t0: float)
         ctx.error_type = exc.code or exc.type
         if tail and tail != b"\n\n":
             yield b"\n\n"  # end the backend's half-sent event before ours
-        yield sse_error(exc)
+        yield encode(exc)
     except (asyncio.CancelledError, GeneratorExit):
         ctx.status, ctx.error_type = 499, "client_disconnected"
         raise
@@ -229,6 +244,13 @@ class _RelayResponse(StreamingResponse):
                 ctx.status, ctx.error_type = 499, "client_disconnected"
                 await chunks.aclose()
                 _finish(state, metrics, ctx)
+
+
+def arm_for(policy, overrides, api_key: str | None, body: dict, headers) -> str:
+    """`x-cprs-compress: off` is the control arm; otherwise the policy's A/B split decides."""
+    if overrides.compress_off:
+        return "control"
+    return assign_arm(policy, api_key=api_key, user=body.get("user"), headers=headers)
 
 
 def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:

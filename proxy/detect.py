@@ -10,6 +10,11 @@ What counts as a document (in this order, per text string = string content or a 
 3. A user text part with no markers at or above `threshold_tokens` (when compress_user_parts):
    the whole part, except that when the message holds no other text, a short last paragraph (the
    question) and a short first paragraph (an instruction) are carved out and stay verbatim.
+4. A `role: tool` message's text at or above `threshold_tokens` (when tool_outputs): the whole
+   text, a tool output. Front doors that carry tool results elsewhere (Responses'
+   `function_call_output`, Messages' `tool_result`) show them to detection as tool messages.
+   Its query is the last user question before it plus the assistant's call that asked for it
+   (`name(arguments)`, matched by `tool_call_id`), so it too is fixed once sent.
 Only documents at or above `threshold_tokens` are returned; the rest pass byte for byte.
 
 The query: messages are split into turns at assistant messages. A document's query is the text
@@ -51,7 +56,7 @@ class Document:
     end: int
     text: str
     tokens: int
-    kind: str  # "marker" | "system" | "user_part"
+    kind: str  # "marker" | "system" | "user_part" | "tool"
     marker: str | None  # the marker name for kind == "marker"
     query: str | None  # the question it is compressed for; None = none found
     turn: int
@@ -130,6 +135,7 @@ def find_documents(
     system_min_tokens: int,
     compress_user_parts: bool,
     count: Count,
+    tool_outputs: bool = False,
 ) -> Detection:
     texts = iter_texts(messages)
     turns = _turn_of_messages(messages)
@@ -142,9 +148,14 @@ def find_documents(
         by_message.setdefault(loc.message, []).append((loc, text))
         n = count(text)  # the request total, and an unmarked text's threshold test
         total += n
+        turn = turns[loc.message]
+        if role == "tool":
+            if tool_outputs and n >= threshold_tokens and text.strip():
+                pieces.append(_Piece(loc, 0, len(text), "tool", None, turn))
+                tokens[(loc, 0, len(text))] = n
+            continue
         if role not in SYSTEM_ROLES and role != "user":
             continue
-        turn = turns[loc.message]
         found = [
             _Piece(loc, m.start(2), m.end(2), "marker", m.group(1), turn, (m.start(), m.end()))
             for m in pattern.finditer(text)
@@ -172,9 +183,12 @@ def find_documents(
         floor = system_min_tokens if p.kind == "system" else threshold_tokens
         if n < max(floor, 1) or not text.strip():
             continue
-        docs.append(
-            Document(p.loc, p.start, p.end, text, n, p.kind, p.marker, queries.get(p.turn), p.turn)
+        query = (
+            tool_query(messages, p.loc.message, questions)
+            if p.kind == "tool"
+            else queries.get(p.turn)
         )
+        docs.append(Document(p.loc, p.start, p.end, text, n, p.kind, p.marker, query, p.turn))
     latest = max(turns.values(), default=0)
     texts_out = [(loc, t) for loc, _, t in texts]
     return Detection(docs, queries.get(latest), texts_out, total, questions, latest)
@@ -267,7 +281,7 @@ def _turn_questions(
 
 
 def find_for_policy(messages: Sequence, policy: Policy, count: Count) -> Detection:
-    """`find_documents` with a policy's detection settings (chat and prefetch alike)."""
+    """`find_documents` with a policy's detection settings (every front door and prefetch alike)."""
     return find_documents(
         messages,
         markers=policy.markers,
@@ -275,4 +289,30 @@ def find_for_policy(messages: Sequence, policy: Policy, count: Count) -> Detecti
         system_min_tokens=policy.effective_system_min_tokens,
         compress_user_parts=policy.compress_user_parts,
         count=count,
+        tool_outputs=policy.compress_tool_outputs,
     )
+
+
+def tool_query(messages: Sequence, index: int, questions: dict[int, Question]) -> str | None:
+    """A tool output's query: the last user question before it, then the call that produced it."""
+    asked = [q for q in questions.values() if q.message < index]
+    question = max(asked, key=lambda q: q.message).text if asked else None
+    call = _tool_call_text(messages, index)
+    parts = [p for p in (question, call) if p]
+    return "\n".join(parts)[-QUERY_MAX_CHARS:] if parts else None
+
+
+def _tool_call_text(messages: Sequence, index: int) -> str | None:
+    """`name(arguments)` of the assistant's call that messages[index] (role tool) answers."""
+    call_id = messages[index].get("tool_call_id")
+    for msg in reversed(messages[:index]):
+        if not isinstance(msg, dict) or msg.get("role") != "assistant":
+            continue
+        calls = [c for c in msg.get("tool_calls") or [] if isinstance(c, dict)]
+        match = [c for c in calls if c.get("id") == call_id] or calls[:1]
+        if not match:
+            return None
+        fn = match[0].get("function") or {}
+        name, args = fn.get("name") or "", fn.get("arguments") or ""
+        return f"{name}({args if isinstance(args, str) else ''})" if name or args else None
+    return None

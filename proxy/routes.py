@@ -9,7 +9,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy.chat import client_key, handle_chat
+from proxy.frontdoor import handle_door
+from proxy.messages import MessagesDoor
+from proxy.passthrough import handle_passthrough
 from proxy.prefetch import handle_compress
+from proxy.responses import ResponsesDoor
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,14 @@ async def chat_completions(request: Request) -> Response:
 async def compress(request: Request) -> Response:
     holder, metrics, _ = _parts(request)
     return await handle_compress(request, holder, metrics)
+
+
+async def responses(request: Request) -> Response:
+    return await handle_door(request, *_parts(request), ResponsesDoor())
+
+
+async def messages(request: Request) -> Response:
+    return await handle_door(request, *_parts(request), MessagesDoor())
 
 
 async def models(request: Request) -> Response:
@@ -91,9 +103,22 @@ ROUTES = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/compress", compress, methods=["POST"]),
+    Route("/v1/responses", responses, methods=["POST"]),
+    Route("/responses", responses, methods=["POST"]),
+    Route("/v1/messages", messages, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),
     Route("/models", models, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+]
+
+# Every other /v1/ path goes to the backend as is. The app puts it after ROUTES, so every
+# specific route (added to ROUTES, in any order) wins over it.
+FALLBACK = [
+    Route(
+        "/v1/{path:path}",
+        handle_passthrough,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    )
 ]

@@ -55,9 +55,13 @@ class Upstream:
             follow_redirects=False,
         )
 
-    def _request(self, b: Backend, body: dict) -> httpx.Request:
-        """The backend request, built directly: the client's build_request (URL parsing, header
-        and cookie merging) was a third of the proxy's CPU per request. Same headers as before."""
+    def _request(
+        self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
+    ) -> httpx.Request:
+        """POST `body` to `url` (default: the route's chat completions) with the backend's key
+        as a bearer token, or as the `auth` headers a front door gives (e.g. Anthropic's).
+        Built directly: the client's build_request (URL parsing, header and cookie merging) was
+        a third of the proxy's CPU per request."""
         stream = body.get("stream") is True
         headers = [
             (b"Accept", b"text/event-stream" if stream else b"*/*"),
@@ -66,25 +70,30 @@ class Upstream:
             (b"content-type", b"application/json"),
             (b"accept-encoding", b"identity"),
         ]
-        if b.api_key:
+        if auth is not None:
+            headers += [(k.encode(), v.encode()) for k, v in auth.items()]
+        elif b.api_key:
             headers.append((b"authorization", f"Bearer {b.api_key}".encode()))
         content = dumps(body)
         timeout = {"connect": b.connect_timeout_s, "read": b.timeout_s, "write": b.timeout_s,
                    "pool": b.timeout_s}  # fmt: skip
         return httpx.Request(
             "POST",
-            _chat_url(b.api_base),  # type: ignore[arg-type]
+            httpx.URL(url) if url else _chat_url(b.api_base),  # type: ignore[arg-type]
             headers=headers,
             content=content,
             extensions={"timeout": timeout},
         )
 
-    async def complete(self, b: Backend, body: dict) -> tuple[int, dict[str, str], bytes]:
-        """Non-streaming call: (status, headers to keep, body bytes) of a 2xx answer."""
-        if not b.passthrough:
+    async def complete(
+        self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Non-streaming call: (status, headers to keep, body bytes) of a 2xx answer. Routes
+        that are not OpenAI-format go through litellm unless a front door gives the `url`."""
+        if not b.passthrough and url is None:
             return await _litellm_complete(b, body)
         try:
-            resp = await self.client.send(self._request(b, body))
+            resp = await self.client.send(self._request(b, body, url, auth))
         except Exception as exc:
             raise from_exception(exc) from exc
         kept = _kept(resp.headers, _secrets(b))
@@ -93,17 +102,19 @@ class Upstream:
         require_json(resp.content, resp.headers.get("content-type"))
         return resp.status_code, kept, resp.content
 
-    async def stream(self, b: Backend, body: dict) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+    async def stream(
+        self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
+    ) -> tuple[dict[str, str], AsyncIterator[bytes]]:
         """Streaming call: response headers once the backend answered 2xx, then its bytes.
 
         Errors before the first byte raise here (the client gets a plain JSON error with the
         status); errors after it raise from the iterator (the caller turns them into an SSE error
         event). Closing the iterator closes the backend connection.
         """
-        if not b.passthrough:
+        if not b.passthrough and url is None:
             return {}, await _litellm_stream(b, body)
         try:
-            resp = await self.client.send(self._request(b, body), stream=True)
+            resp = await self.client.send(self._request(b, body, url, auth), stream=True)
         except Exception as exc:
             raise from_exception(exc) from exc
         kept = _kept(resp.headers, _secrets(b))
@@ -245,3 +256,18 @@ async def _litellm_stream(b: Backend, body: dict) -> AsyncIterator[bytes]:
                 await close()
 
     return chunks()
+
+
+async def close_litellm_clients() -> None:
+    """litellm keeps its own HTTP clients, bound to the event loop that made them: close them
+    with the app (and forget them), so none outlives its loop with a socket open."""
+    if _litellm.cache_info().currsize == 0:
+        return  # litellm was never set up in this process
+    litellm, _ = _litellm()
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    try:
+        await close_litellm_async_clients()
+    except Exception as exc:  # noqa: BLE001 - shutting down; nothing left to fail
+        log.warning("closing litellm's clients failed: %s", exc)
+    litellm.in_memory_llm_clients_cache.flush_cache()

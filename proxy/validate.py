@@ -24,17 +24,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def check_chat(body: dict[str, Any]) -> None:
-    model = body.get("model")
-    if model is None:
-        raise InvalidRequest(
-            "you must provide a model parameter", param="model", code="missing_required_parameter"
-        )
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest(
-            f"model must be a non-empty string, got {_kind(model)}",
-            param="model",
-            code="invalid_type",
-        )
+    check_model(body)
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequest(
@@ -48,6 +38,25 @@ def check_chat(body: dict[str, Any]) -> None:
         )
     for i, msg in enumerate(messages):
         _check_message(i, msg)
+    check_stream(body)
+
+
+def check_model(body: dict[str, Any]) -> None:
+    """`model`: the one field every front door routes on."""
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest(
+            "you must provide a model parameter", param="model", code="missing_required_parameter"
+        )
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest(
+            f"model must be a non-empty string, got {_kind(model)}",
+            param="model",
+            code="invalid_type",
+        )
+
+
+def check_stream(body: dict[str, Any]) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest(

@@ -171,7 +171,7 @@ def test_streaming_backend_error_before_first_byte_is_a_json_error(make_app, bac
 
 def test_unknown_paths_and_methods_are_openai_errors(make_app):
     app, _ = make_app()
-    assert_openai_error(call(app, "GET", "/v1/nope"), 404)
+    assert_openai_error(call(app, "GET", "/nope"), 404)  # /v1/nope is relayed to the backend
     assert_openai_error(call(app, "GET", "/v1/chat/completions"), 405)
 
 

@@ -1,0 +1,143 @@
+"""The pipeline every non-chat front door shares, read as chat.py reads:
+auth -> policy (+ per-request overrides) -> arm -> detect -> compress -> forward -> relay.
+
+A front door (`proxy.responses`, `proxy.messages`) is a `Door`: it checks its body, shows it to
+detection as chat messages (`proxy.views`), forwards the rewritten body and says how its errors
+look. Everything else - the request context, metrics, request log, the streamed relay and its
+bookkeeping - is chat.py's, reused as is, so the doors count and log exactly like chat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from policies.schema import Policy
+from proxy.chat import (
+    Ctx,
+    _finish,
+    _relay,
+    _RelayResponse,
+    arm_for,
+    client_key,
+    detect_and_compress,
+    read_body,
+)
+from proxy.disconnect import DisconnectWatch
+from proxy.errors import ModelNotFound, ProxyError
+from proxy.metrics import Metrics, model_label
+from proxy.overrides import parse_overrides
+from proxy.rewrite import with_model
+from proxy.routing import Backend
+from proxy.state import AppState, StateHolder
+from proxy.tokens import TokenCounter
+from proxy.upstream import Upstream
+from proxy.validate import parse_body
+from proxy.views import View, apply_view
+
+log = logging.getLogger("proxy.requests")
+
+
+class Door(Protocol):
+    def check(self, body: dict) -> None:
+        """Raise InvalidRequest (naming the field) for what the proxy itself must read."""
+
+    def view(self, body: dict) -> View: ...
+
+    async def complete(
+        self, upstream: Upstream, backend: Backend, body: dict, headers: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], bytes]: ...
+
+    async def stream(
+        self, upstream: Upstream, backend: Backend, body: dict, headers: Mapping[str, str]
+    ) -> tuple[dict[str, str], AsyncIterator[bytes]]: ...
+
+    def error_response(self, exc: ProxyError, headers: dict[str, str]) -> Response: ...
+
+    def sse_error(self, exc: ProxyError) -> bytes: ...
+
+
+async def handle_door(
+    request: Request, holder: StateHolder, metrics: Metrics, upstream: Upstream, door: Door
+) -> Response:
+    state = holder.current
+    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter())
+    metrics.in_flight.inc()
+    streaming = False
+    watch = DisconnectWatch(request.receive)
+    try:
+        response = await watch.run(_serve(request, state, metrics, upstream, ctx, door, watch))
+        streaming = isinstance(response, StreamingResponse)
+        return response
+    except ProxyError as exc:
+        ctx.status, ctx.error_type = exc.status, exc.code or exc.type
+        return door.error_response(exc, ctx.headers())
+    except ClientDisconnect:
+        ctx.status, ctx.error_type = 499, "client_disconnected"
+        return Response(status_code=499)
+    except Exception as exc:  # a bug must still answer in the door's format and be logged
+        log.exception("unexpected error serving %s", ctx.request_id)
+        ctx.status, ctx.error_type = 500, "internal_error"
+        return door.error_response(ProxyError(f"internal error ({type(exc).__name__})"), {})
+    finally:
+        if not streaming:
+            _finish(state, metrics, ctx)
+
+
+def route_for(state: AppState, policy: Policy, model: str, api_key: str | None, ctx: Ctx):
+    """The backend for a client's model name (404 when no route or the policy forbids it)."""
+    route = state.router.match(model)
+    if route is None or not policy.allows_model(model):
+        raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.")
+    ctx.model = model_label(model) if route.is_glob else route.name
+    return state.router.resolve(route, model, api_key)
+
+
+async def _serve(
+    request: Request,
+    state: AppState,
+    metrics: Metrics,
+    upstream: Upstream,
+    ctx: Ctx,
+    door: Door,
+    watch: DisconnectWatch,
+) -> Response:
+    api_key = client_key(request)
+    ctx.tenant, policy = state.authenticate(api_key)
+    ctx.policy = policy.name
+    server = state.config.server
+    raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
+    watch.body_read()  # from here on, a client that leaves cancels the work (499)
+    overrides, body = parse_overrides(request.headers, parse_body(raw), policy)
+    policy = overrides.apply(policy)
+    door.check(body)
+    ctx.stream = body.get("stream") is True
+    model = body["model"]
+    backend = route_for(state, policy, model, api_key, ctx)
+    ctx.arm = arm_for(policy, overrides, api_key, body, request.headers)
+    counter = TokenCounter(backend.model)
+
+    view = door.view(body)
+    comp = await detect_and_compress(
+        state, metrics, ctx, view.messages, len(raw), policy=policy, model=model, counter=counter
+    )
+    if comp is not None:
+        body = apply_view(body, view, comp.replacements, comp.excerpts)
+    body = with_model(body, backend.model)
+
+    t = time.perf_counter()
+    if ctx.stream:
+        kept, chunks = await door.stream(upstream, backend, body, request.headers)
+        headers = {**kept, **ctx.headers(), "cache-control": "no-cache", "x-accel-buffering": "no"}
+        headers.setdefault("content-type", "text/event-stream; charset=utf-8")
+        relay = _relay(chunks, state, metrics, ctx, t, door.sse_error)
+        return _RelayResponse(relay, chunks, state, metrics, ctx, headers)
+    status, kept, content = await door.complete(upstream, backend, body, request.headers)
+    ctx.upstream_s, ctx.status = time.perf_counter() - t, status
+    return Response(content, status_code=status, headers={**kept, **ctx.headers()})
