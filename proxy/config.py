@@ -104,6 +104,7 @@ class ServerSettings(_Strict):
     header_timeout_s: float = Field(10.0, gt=0)  # request line + headers must arrive within it
     body_timeout_s: float = Field(60.0, gt=0)  # the whole request body must arrive within it
     keep_alive_s: float = Field(5.0, gt=0)  # idle keep-alive connections close after it
+    http: Literal["auto", "httptools", "h11"] = "auto"  # HTTP parser; auto: httptools if there
 
 
 class LogSettings(_Strict):
