@@ -39,7 +39,22 @@ def pytest_sessionfinish(session, exitstatus):
     old = json.loads(out.read_text()) if out.exists() else {}
     old.update(_FIGURES)
     old["_written"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    old["_machine"] = _machine()
     out.write_text(json.dumps(old, indent=2, sort_keys=True))
+
+
+def _machine() -> dict:
+    import subprocess
+
+    from benchmarks import _report
+
+    info = _report.machine(with_torch=False)
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        info["lscpu"] = lscpu.splitlines()[:10]
+    except OSError:
+        pass
+    return info
 
 
 @pytest.fixture
