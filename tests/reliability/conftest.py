@@ -9,7 +9,6 @@ runs/reliability.json for RELIABILITY.md.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "proxy"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from cprs_doubles import FakeBackend, ServerThread, free_port  # noqa: E402
-from proxy_int_helpers import PrivateRedis  # noqa: E402
+from proxy_int_helpers import fake_backend, private_redis  # noqa: E402, F401
 
 _FIGURES: dict = {}
 
@@ -55,22 +53,3 @@ def _machine() -> dict:
     except OSError:
         pass
     return info
-
-
-@pytest.fixture
-def fake_backend():
-    backend = FakeBackend()
-    with ServerThread(backend.app()) as server:
-        backend.url = server.url  # type: ignore[attr-defined]
-        yield backend
-
-
-@pytest.fixture
-def private_redis():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found")
-    server = PrivateRedis(binary, free_port())
-    server.start()
-    yield server
-    server.kill()
