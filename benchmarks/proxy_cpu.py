@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tree", action="append", default=[], help="NAME=DIR (default: this one)")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--write", metavar="FILE", help="replace the proxy-cpu section of FILE")
+    p.add_argument("--note", default="", help="a sentence for the report (what the trees are)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -133,10 +135,39 @@ def main(argv: list[str] | None = None) -> int:
                 argv_, cwd=tree, env=env, capture_output=True, text=True, check=True
             )
             results[name].append(float(out.stdout.strip().splitlines()[-1]))
-    for name, values in results.items():
-        runs = ", ".join(f"{v:.0f}" for v in sorted(values))
-        print(f"{name}: best {min(values):.0f} µs CPU per request (runs: {runs})")
+    text = render(results, args, argv)
+    print(text)
+    if args.write:
+        from benchmarks import _report
+
+        _report.replace_section(args.write, "proxy-cpu", text)
     return 0
+
+
+def render(results: dict[str, list[float]], args: argparse.Namespace, argv) -> str:
+    from benchmarks import _report
+
+    info = _report.machine(with_torch=False)
+    first = min(next(iter(results.values())))
+    rows = [
+        [name, f"{min(v):.0f}", f"{(min(v) - first) / first * 100:+.0f}%",
+         ", ".join(f"{x:.0f}" for x in sorted(v))]
+        for name, v in results.items()
+    ]  # fmt: skip
+    return "\n".join(
+        [
+            "## Proxy: CPU per pass-through request (in process)",
+            "",
+            f"- Date: {_report.today()}",
+            f"- Machine: {_report.machine_text(info)}",
+            f"- Command: `{_report.command_line('benchmarks.proxy_cpu', argv)}`",
+            f"- Setup: {args.requests} requests after 200 warm-up, through raw ASGI calls, the "
+            "backend an in-memory httpx.MockTransport; `time.process_time` of the process; trees "
+            f"alternate, best of {args.repeat}. {args.note}",
+            "",
+            _report.table(["tree", "best µs CPU/request", "vs first", "all runs"], rows),
+        ]
+    )
 
 
 if __name__ == "__main__":
