@@ -28,7 +28,7 @@ def render(rel: dict, soak: dict | None) -> str:
         "",
         f"- Run: {rel.get('_written', '?')}, `make reliability`",
         f"- Machine: {_report.machine_text(m) if m else '?'}",
-        "- `lscpu | head`: " + "; ".join(x.strip() for x in m.get("lscpu", [])[:6] if x.strip()),
+        "- `lscpu | head`: " + "; ".join(" ".join(x.split()) for x in m.get("lscpu", [])[:10]),
         "- The machine's 2 cores were shared with three other agents' work: timings are relative"
         " (proxy vs direct in the same run), not absolute.",
         "",
