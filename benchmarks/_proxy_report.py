@@ -130,6 +130,13 @@ def _reading(res: dict, info: dict) -> str:
         out.append(
             f"It served {rps['cprs-proxy']:,.0f} req/s at concurrency {res['args']['concurrency']}."
         )
+    for name, b in pt.items():
+        if name.startswith("cprs-proxy, baseline"):
+            out.append(
+                f"The {name.removeprefix('cprs-proxy, ')} added {b['p50'] - base['p50']:.2f} ms "
+                f"at p50 in the same rounds ({rps[name]:,.0f} req/s at concurrency "
+                f"{res['args']['concurrency']})."
+            )
     c = res["cached"]
     if c is not None:
         s = {t.name: summary(t) for t in c["arms"]}

@@ -33,7 +33,15 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, name: str, argv: list[str], port: int, log: Path, env: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        log: Path,
+        env: dict | None = None,
+        cwd: str | None = None,
+    ):
         """`env` is added to this environment; a None value removes that variable."""
         self.name, self.port, self.log = name, port, log
         self.base = f"http://127.0.0.1:{port}"
@@ -44,6 +52,7 @@ class Service:
             stderr=subprocess.STDOUT,
             env={k: v for k, v in (os.environ | ENV | (env or {})).items() if v is not None},
             start_new_session=True,  # its own process group: stop() reaches its children too
+            cwd=cwd,
         )
 
     def wait(self, path: str, timeout_s: float) -> None:
@@ -82,8 +91,10 @@ class Services(contextlib.ExitStack):
         super().__init__()
         self.tmp = tmp
 
-    def start(self, name: str, argv: list[str], port: int, env: dict | None = None) -> Service:
-        svc = Service(name, argv, port, self.tmp / f"{name}.log", env)
+    def start(
+        self, name: str, argv: list[str], port: int, env: dict | None = None, cwd=None
+    ) -> Service:
+        svc = Service(name, argv, port, self.tmp / f"{name}.log", env, cwd)
         self.callback(svc.stop)
         return svc
 
@@ -127,13 +138,29 @@ def cprs_config(
     }
 
 
-def cprs_proxy(services: Services, config: dict) -> Service:
+def cprs_proxy(
+    services: Services,
+    config: dict,
+    *,
+    name: str = "cprs-proxy",
+    source: str | None = None,
+    hide: tuple[str, ...] = (),
+) -> Service:
+    """`cprs serve` from this checkout, or from `source` (another tree of the project, e.g. an
+    earlier commit's `git archive`), with the packages in `hide` made unimportable in it."""
     port = free_port()
-    path = services.tmp / "cprs.yaml"
+    path = services.tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     argv = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)]
     argv += ["--port", str(port)]
-    return services.start("cprs-proxy", argv, port)
+    env = None
+    if hide:
+        stubs = services.tmp / f"{name}-hidden"
+        for pkg in hide:
+            (stubs / pkg).mkdir(parents=True, exist_ok=True)
+            (stubs / pkg / "__init__.py").write_text(f"raise ImportError('{pkg} hidden')\n")
+        env = {"PYTHONPATH": str(stubs)}
+    return services.start(name, argv, port, env, cwd=source)
 
 
 def litellm_proxy(services: Services, litellm: str, backend: str, master_key: str) -> Service:

@@ -3,6 +3,7 @@
     python -m benchmarks.proxy_bench [--write BENCHMARKS.md] [--quick] [--requests N]
         [--concurrency C] [--throughput-requests N] [--doc-tokens N] [--cached-requests N]
         [--checkpoint DIR | --tiny-engine] [--redis URL|none] [--litellm PATH | --no-litellm]
+        [--baseline DIR [--baseline-label TEXT] [--baseline-hide PKG,...]]
 
 One fake OpenAI-compatible backend (benchmarks/fake_backend.py) answers instantly; in front of it
 run `cprs serve` and LiteLLM's proxy (`litellm[proxy]==1.106.2` from its own venv,
@@ -13,6 +14,8 @@ a fixed number of requests at a fixed concurrency. Then a long document with a n
 request is compressed by the engine and cached; the cache hits that follow are timed against the
 same document sent to the backend alone and through the proxy's control arm (never compressed).
 Every response is checked (status, body, x-cprs-* headers); failures are counted and reported.
+`--baseline DIR` adds `cprs serve` from another source tree (an earlier commit) as one more
+pass-through target in the same interleaved rounds: before/after on one machine in one run.
 """
 
 from __future__ import annotations
@@ -201,12 +204,20 @@ def _run(args: argparse.Namespace, res: dict, redis_url: str | None, prefix: str
             backend, keys=KEYS, checkpoint=checkpoint, redis_url=redis_url, key_prefix=prefix
         )
         ours = _services.cprs_proxy(s, cfg)
+        before = None
+        if args.baseline:
+            hide = tuple(x for x in args.baseline_hide.split(",") if x)
+            before = _services.cprs_proxy(
+                s, cfg, name="cprs-proxy-baseline", source=args.baseline, hide=hide
+            )
         lite = (
             None
             if args.no_litellm
             else _services.litellm_proxy(s, args.litellm, backend, KEYS["litellm"])
         )
         ours.wait("/healthz", 120)
+        if before:
+            before.wait("/healthz", 120)
         if lite:
             lite.wait("/health/liveliness", 180)
         ready, readyz = wait_engine(ours.base, 600)  # no measuring while a model loads
@@ -219,6 +230,13 @@ def _run(args: argparse.Namespace, res: dict, redis_url: str | None, prefix: str
                 "cprs-proxy", ours.base, KEYS["compress"], small, **{"x-cprs-compressed": "false"}
             ),
         ]
+        if before:
+            label = f"cprs-proxy, baseline ({args.baseline_label})"
+            passthrough.append(
+                target(
+                    label, before.base, KEYS["compress"], small, **{"x-cprs-compressed": "false"}
+                )
+            )
         if lite:
             passthrough.append(target("LiteLLM proxy", lite.base, KEYS["litellm"], small))
         print("[proxy-bench] pass-through latency ...", file=sys.stderr, flush=True)
@@ -234,7 +252,7 @@ def _run(args: argparse.Namespace, res: dict, redis_url: str | None, prefix: str
         res["cached"] = None
         if ready:
             res["cached"] = asyncio.run(cached_arms(args, fake.base, ours.base))
-        for svc in (ours, lite):
+        for svc in (ours, before, lite):
             if svc and svc.proc.poll() is not None:
                 raise RuntimeError(f"{svc.name} died during the run:\n{svc.tail()}")
 
@@ -285,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="cache URL, or none")
     p.add_argument("--litellm", default=LITELLM_DEFAULT, help="LiteLLM proxy executable")
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    p.add_argument("--baseline", metavar="DIR", help="also run `cprs serve` from this source tree")
+    p.add_argument("--baseline-label", default="baseline", help="its name in the tables")
+    p.add_argument("--baseline-hide", default="", help="packages to hide from it, comma-separated")
     args = p.parse_args(argv)
     q = args.quick
     args.requests = args.requests or (60 if q else 1000)

@@ -18,9 +18,10 @@ import json
 import platform
 import time
 
-from cprs_engine.compressor import Compressor
 from cprs_engine.data.evalset import eval_case
 from cprs_engine.evaluate import DEFAULT_SEED, recall
+
+from cprs_engine.compressor import Compressor
 from proxy.detect import find_documents
 
 CALLS = {

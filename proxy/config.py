@@ -108,7 +108,10 @@ class ServerSettings(_Strict):
     reload_interval_s: float = Field(2.0, ge=0)  # config mtime polling; 0 = SIGHUP only
     header_timeout_s: float = Field(10.0, gt=0)  # request line + headers must arrive within it
     body_timeout_s: float = Field(60.0, gt=0)  # the whole request body must arrive within it
-    keep_alive_s: float = Field(5.0, gt=0)  # idle keep-alive connections close after it
+    # Idle keep-alive connections close after it: above httpx's and the OpenAI SDK's 5 s pool
+    # expiry, so clients close idle connections first (no close racing their next request).
+    keep_alive_s: float = Field(10.0, gt=0)
+    http: Literal["auto", "httptools", "h11"] = "auto"  # HTTP parser; auto: httptools if there
 
 
 class LogSettings(_Strict):

@@ -30,6 +30,7 @@ class DisconnectWatch:
         self._receive = receive
         self._body_read = asyncio.Event()
         self._gone = False
+        self._done = False
 
     def body_read(self) -> None:
         """The request body is fully read: from now on only the watch reads `receive`."""
@@ -49,6 +50,7 @@ class DisconnectWatch:
             task.uncancel()
             raise ClientDisconnect() from None
         finally:
+            self._done = True  # a disconnect seen from now on must not cancel this task
             watcher.cancel()
 
     async def _watch(self, task: asyncio.Task) -> None:
@@ -56,6 +58,7 @@ class DisconnectWatch:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                self._gone = True
-                task.cancel()
+                if not self._done:
+                    self._gone = True
+                    task.cancel()
                 return

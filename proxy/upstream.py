@@ -51,7 +51,11 @@ class Upstream:
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None):
         self.client = httpx.AsyncClient(
             transport=transport,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            # Idle connections are dropped after 4 s, before uvicorn-based backends (vLLM & co:
+            # 5 s keep-alive) close them: a close racing a reused connection would be a 502.
+            limits=httpx.Limits(
+                max_connections=1000, max_keepalive_connections=100, keepalive_expiry=4.0
+            ),
             follow_redirects=False,
         )
 

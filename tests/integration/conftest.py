@@ -3,7 +3,6 @@ ports, the real Redis at 127.0.0.1:6379 under a per-test key prefix (cleaned up,
 
 from __future__ import annotations
 
-import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -13,16 +12,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "proxy"))
 
-from cprs_doubles import FakeBackend, ServerThread, free_port  # noqa: E402
-from proxy_int_helpers import SHARED_REDIS, PrivateRedis  # noqa: E402
-
-
-@pytest.fixture
-def fake_backend():
-    backend = FakeBackend()
-    with ServerThread(backend.app()) as server:
-        backend.url = server.url  # type: ignore[attr-defined]
-        yield backend
+from proxy_int_helpers import SHARED_REDIS, fake_backend, private_redis  # noqa: E402, F401
 
 
 @pytest.fixture
@@ -52,14 +42,3 @@ def sdk():
     yield make
     for c in made:
         c.close()
-
-
-@pytest.fixture
-def private_redis():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found; cannot run the Redis fault test")
-    server = PrivateRedis(binary, free_port())
-    server.start()
-    yield server
-    server.kill()

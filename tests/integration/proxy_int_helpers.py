@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
 from typing import Any
 
+import pytest
 import redis
-from cprs_doubles import QueryWordEngine, ServerThread
+from cprs_doubles import FakeBackend, QueryWordEngine, ServerThread, free_port
 
 from proxy.app import create_app
 from proxy.config import config_from_dict
@@ -92,3 +94,23 @@ class PrivateRedis:
             os.kill(self.proc.pid, signal.SIGCONT)  # in case it was frozen
             self.proc.kill()
             self.proc.wait(5)
+
+
+@pytest.fixture
+def fake_backend():
+    """A recording FakeBackend on a loopback port (a fixture; conftests import it)."""
+    backend = FakeBackend()
+    with ServerThread(backend.app()) as server:
+        backend.url = server.url  # type: ignore[attr-defined]
+        yield backend
+
+
+@pytest.fixture
+def private_redis():
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server binary not found; cannot run Redis fault tests")
+    server = PrivateRedis(binary, free_port())
+    server.start()
+    yield server
+    server.kill()

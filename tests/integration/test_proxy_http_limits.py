@@ -18,11 +18,10 @@ pytestmark = pytest.mark.integration
 LIMITS = {"header_timeout_s": 0.5, "keep_alive_s": 0.5, "body_timeout_s": 0.5}
 
 
-@pytest.fixture
-def server(fake_backend):
-    cfg = config_from_dict(
-        proxy_config(fake_backend.url, server={"reload_interval_s": 0, **LIMITS})
-    )
+@pytest.fixture(params=["httptools", "h11"])
+def server(fake_backend, request):
+    settings = {"reload_interval_s": 0, "http": request.param, **LIMITS}
+    cfg = config_from_dict(proxy_config(fake_backend.url, server=settings))
     app = create_app(cfg, engine=QueryWordEngine())
     with ServerThread(app, **uvicorn_settings(cfg.server)) as s:
         yield s

@@ -319,3 +319,13 @@ def test_dumps_matches_the_json_module(value):
     from proxy.jsonsafe import dumps
 
     assert json.loads(dumps(value)) == value
+
+
+def test_cookies_a_backend_sets_are_never_sent_back(make_app, backend):
+    app, _ = make_app()
+    backend.respond = lambda req, body: httpx.Response(
+        200, json={"id": "x", "choices": []}, headers={"set-cookie": "session=tenant-a; Path=/"}
+    )
+    for _ in range(2):
+        assert call(app, "POST", "/v1/chat/completions", json=chat()).status_code == 200
+    assert all("cookie" not in h for h in backend.headers)

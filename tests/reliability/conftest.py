@@ -9,7 +9,6 @@ runs/reliability.json for RELIABILITY.md.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "proxy"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from cprs_doubles import FakeBackend, ServerThread, free_port  # noqa: E402
-from proxy_int_helpers import PrivateRedis  # noqa: E402
+from proxy_int_helpers import fake_backend, private_redis  # noqa: E402, F401
 
 _FIGURES: dict = {}
 
@@ -39,23 +37,19 @@ def pytest_sessionfinish(session, exitstatus):
     old = json.loads(out.read_text()) if out.exists() else {}
     old.update(_FIGURES)
     old["_written"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    old["_machine"] = _machine()
     out.write_text(json.dumps(old, indent=2, sort_keys=True))
 
 
-@pytest.fixture
-def fake_backend():
-    backend = FakeBackend()
-    with ServerThread(backend.app()) as server:
-        backend.url = server.url  # type: ignore[attr-defined]
-        yield backend
+def _machine() -> dict:
+    import subprocess
 
+    from benchmarks import _report
 
-@pytest.fixture
-def private_redis():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found")
-    server = PrivateRedis(binary, free_port())
-    server.start()
-    yield server
-    server.kill()
+    info = _report.machine(with_torch=False)
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        info["lscpu"] = lscpu.splitlines()[:10]
+    except OSError:
+        pass
+    return info

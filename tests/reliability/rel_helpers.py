@@ -75,22 +75,18 @@ def spawn(tmp, what: str, *args: str):
 
     root = Path(__file__).resolve().parents[2]
     port = free_port()
-    log = open(Path(tmp) / f"{what}.log", "wb")  # noqa: SIM115 - closed below
+    log = open(Path(tmp) / f"{what}.log", "wb")  # noqa: SIM115 - closed in finally
     argv = [sys.executable, "-m", "tests.reliability.servers", what, "--port", str(port), *args]
-    proc = subprocess.Popen(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"{what} exited: {Path(log.name).read_text()[-2000:]}")
             try:
-                if (
-                    httpx.get(
-                        url + ("/health" if what == "backend" else "/healthz"), timeout=1
-                    ).status_code
-                    == 200
-                ):
+                health = url + ("/health" if what == "backend" else "/healthz")
+                if httpx.get(health, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -100,10 +96,10 @@ def spawn(tmp, what: str, *args: str):
         proc.url = url  # type: ignore[attr-defined]
         yield proc
     finally:
+        log.close()
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-        log.close()

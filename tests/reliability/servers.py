@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     if args.what == "backend":
-        app, extra = backend_app(args.chunks, args.over_s), {}
+        # a long keep-alive: under saturation a 5 s idle timer races the proxy's next request
+        app, extra = backend_app(args.chunks, args.over_s), {"timeout_keep_alive": 75}
     else:
         from proxy.http_limits import uvicorn_settings
 

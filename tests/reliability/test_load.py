@@ -28,7 +28,11 @@ async def phase(url: str, key: str, seconds: float, streams: int) -> dict:
     errors: list[str] = []
     done = 0
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    # Like the OpenAI SDK, the client drops idle connections itself, before the server's
+    # keep-alive would (2 s here: a saturated client's own loop lag counts as idle time).
+    limits = httpx.Limits(
+        max_connections=streams, max_keepalive_connections=streams, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
         async def worker() -> None:
@@ -66,10 +70,10 @@ async def phase(url: str, key: str, seconds: float, streams: int) -> dict:
 def test_200_concurrent_streams_for_60s(tmp_path, figures):
     with (
         spawn(tmp_path, "backend") as backend,
-        spawn(tmp_path, "proxy", "--backend", backend) as proxy,
+        spawn(tmp_path, "proxy", "--backend", backend.url) as proxy,
     ):
-        via_proxy = asyncio.run(phase(proxy, "sk-load", SECONDS, STREAMS))
-        direct = asyncio.run(phase(backend, "sk-backend-load", SECONDS, STREAMS))
+        via_proxy = asyncio.run(phase(proxy.url, "sk-load", SECONDS, STREAMS))
+        direct = asyncio.run(phase(backend.url, "sk-backend-load", SECONDS, STREAMS))
     figures["load"] = {
         "streams": STREAMS,
         "seconds": SECONDS,
