@@ -126,22 +126,11 @@ async def _serve(
     ctx: Ctx,
     watch: DisconnectWatch,
 ):
-    api_key = client_key(request)
-    ctx.tenant, policy = state.authenticate(api_key)
-    ctx.policy = policy.name
-    server = state.config.server
-    raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
-    watch.body_read()  # from here on, a client that leaves cancels the work (499)
-    overrides, body = parse_overrides(request.headers, parse_body(raw), policy)
-    policy = overrides.apply(policy)
+    api_key, policy, overrides, body, raw = await admit(request, state, ctx, watch)
     check_chat(body)
     ctx.stream = body.get("stream") is True
     model = body["model"]
-    route = state.router.match(model)
-    if route is None or not policy.allows_model(model):
-        raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.")
-    ctx.model = model_label(model) if route.is_glob else route.name
-    backend = state.router.resolve(route, model, api_key)
+    backend = route_for(state, policy, model, api_key, ctx)
     ctx.arm = arm_for(policy, overrides, api_key, body, request.headers)
     counter = TokenCounter(backend.model)
 
@@ -163,6 +152,29 @@ async def _serve(
     status, kept, content = await upstream.complete(backend, body)
     ctx.upstream_s, ctx.status = time.perf_counter() - t, status
     return Response(content, status_code=status, headers={**kept, **ctx.headers()})
+
+
+async def admit(request: Request, state: AppState, ctx: Ctx, watch: DisconnectWatch):
+    """What every front door reads first: the client's key -> tenant and policy, the body
+    (bounded in size and time), and the per-request overrides, applied to the policy.
+    Returns (api_key, policy, overrides, parsed body without the overrides, raw bytes)."""
+    api_key = client_key(request)
+    ctx.tenant, policy = state.authenticate(api_key)
+    ctx.policy = policy.name
+    server = state.config.server
+    raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
+    watch.body_read()  # from here on, a client that leaves cancels the work (499)
+    overrides, body = parse_overrides(request.headers, parse_body(raw), policy)
+    return api_key, overrides.apply(policy), overrides, body, raw
+
+
+def route_for(state: AppState, policy: Policy, model: str, api_key: str | None, ctx: Ctx):
+    """The backend for a client's model name (404 when no route or the policy forbids it)."""
+    route = state.router.match(model)
+    if route is None or not policy.allows_model(model):
+        raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.")
+    ctx.model = model_label(model) if route.is_glob else route.name
+    return state.router.resolve(route, model, api_key)
 
 
 async def detect_and_compress(

@@ -18,27 +18,24 @@ from typing import Protocol
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from policies.schema import Policy
 from proxy.chat import (
     Ctx,
     _finish,
     _relay,
     _RelayResponse,
+    admit,
     arm_for,
-    client_key,
     detect_and_compress,
-    read_body,
+    route_for,
 )
 from proxy.disconnect import DisconnectWatch
-from proxy.errors import ModelNotFound, ProxyError
-from proxy.metrics import Metrics, model_label
-from proxy.overrides import parse_overrides
+from proxy.errors import ProxyError
+from proxy.metrics import Metrics
 from proxy.rewrite import with_model
 from proxy.routing import Backend
 from proxy.state import AppState, StateHolder
 from proxy.tokens import TokenCounter
 from proxy.upstream import Upstream
-from proxy.validate import parse_body
 from proxy.views import View, apply_view
 
 log = logging.getLogger("proxy.requests")
@@ -90,15 +87,6 @@ async def handle_door(
             _finish(state, metrics, ctx)
 
 
-def route_for(state: AppState, policy: Policy, model: str, api_key: str | None, ctx: Ctx):
-    """The backend for a client's model name (404 when no route or the policy forbids it)."""
-    route = state.router.match(model)
-    if route is None or not policy.allows_model(model):
-        raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.")
-    ctx.model = model_label(model) if route.is_glob else route.name
-    return state.router.resolve(route, model, api_key)
-
-
 async def _serve(
     request: Request,
     state: AppState,
@@ -108,14 +96,7 @@ async def _serve(
     door: Door,
     watch: DisconnectWatch,
 ) -> Response:
-    api_key = client_key(request)
-    ctx.tenant, policy = state.authenticate(api_key)
-    ctx.policy = policy.name
-    server = state.config.server
-    raw = await read_body(request, server.max_body_bytes, server.body_timeout_s)
-    watch.body_read()  # from here on, a client that leaves cancels the work (499)
-    overrides, body = parse_overrides(request.headers, parse_body(raw), policy)
-    policy = overrides.apply(policy)
+    api_key, policy, overrides, body, raw = await admit(request, state, ctx, watch)
     door.check(body)
     ctx.stream = body.get("stream") is True
     model = body["model"]
