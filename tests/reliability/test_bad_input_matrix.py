@@ -136,7 +136,7 @@ SOCKET_CASES = [
     ("header without colon", b"GET /healthz HTTP/1.1\r\nHost: x\r\nbroken header\r\n\r\n", 400, "invalid_http"),
     ("declared length over limit", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-acme\r\nContent-Length: 999999999\r\n\r\n{}", 413, "request_too_large"),
     ("wrong method", b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, None),
-    ("unknown path", b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 404, None),
+    ("unknown path", b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 404, None),
 ]  # fmt: skip
 
 
