@@ -291,8 +291,8 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
     ctx.upstream_ms, ctx.compress_ms = ms(ctx.upstream_s), ms(ctx.compress_s)
     state.request_log.write(ctx)
     log.info(
-        "chat %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s%s",
-        ctx.request_id, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
+        "%s %s tenant=%s model=%s arm=%s status=%s compressed=%s cache=%s tokens=%d->%d %.0fms%s%s",
+        ctx.endpoint, ctx.request_id, ctx.tenant, ctx.model, ctx.arm, ctx.status, ctx.compressed, ctx.cache,
         ctx.original_tokens, ctx.sent_tokens, total * 1000,
         f" error={ctx.error_type}" if ctx.error_type else "",
         f" skipped={','.join(ctx.skipped)}" if ctx.skipped else "",

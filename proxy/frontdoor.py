@@ -42,6 +42,8 @@ log = logging.getLogger("proxy.requests")
 
 
 class Door(Protocol):
+    name: str  # the request log's `endpoint`
+
     def check(self, body: dict) -> None:
         """Raise InvalidRequest (naming the field) for what the proxy itself must read."""
 
@@ -64,7 +66,7 @@ async def handle_door(
     request: Request, holder: StateHolder, metrics: Metrics, upstream: Upstream, door: Door
 ) -> Response:
     state = holder.current
-    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter())
+    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter(), endpoint=door.name)
     metrics.in_flight.inc()
     streaming = False
     watch = DisconnectWatch(request.receive)

@@ -56,6 +56,8 @@ def anthropic_error(exc: ProxyError) -> dict:
 
 
 class MessagesDoor:
+    name = "messages"
+
     def check(self, body: dict) -> None:
         check_model(body)
         messages = body.get("messages")

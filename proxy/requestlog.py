@@ -3,7 +3,7 @@
 Record (the contract with proxy/abreport.py):
     {"ts", "request_id", "tenant", "policy", "model", "arm", "compressed", "cache",
      "original_tokens", "sent_tokens", "latency_ms", "upstream_ms", "compress_ms",
-     "status", "error_type", "stream", "followup", "followup_tokens", "skipped"}
+     "status", "error_type", "stream", "followup", "followup_tokens", "skipped", "endpoint"}
 (`skipped`: the reason each uncompressed document went as sent, as in x-cprs-skipped, or null.)
 No message text, no keys: only counts, names and timings. Each line is one `write` to the file
 opened in append mode for that line, so concurrent replicas appending to one file on a local
@@ -45,6 +45,7 @@ class RequestRecord:
     followup: str | None = None  # appended | requeried | stable (proxy/followups.py)
     followup_tokens: int = 0
     skipped: list[str] | None = None  # x-cprs-skipped's reasons
+    endpoint: str = "chat"  # the front door: chat | responses | messages
 
     def to_json(self) -> dict:
         """The logged fields only (a subclass's working fields stay out)."""

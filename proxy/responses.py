@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class ResponsesDoor:
+    name = "responses"
+
     def check(self, body: dict) -> None:
         check_model(body)
         items = body.get("input")

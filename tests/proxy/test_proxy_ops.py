@@ -19,7 +19,7 @@ BODY = {
 LOG_FIELDS = {
     "ts", "request_id", "tenant", "policy", "model", "arm", "compressed", "cache", "original_tokens",
     "sent_tokens", "latency_ms", "upstream_ms", "compress_ms", "status", "error_type", "stream",
-    "followup", "followup_tokens",
+    "followup", "followup_tokens", "endpoint",
     "skipped",
 }  # fmt: skip
 

@@ -147,3 +147,15 @@ def test_backend_errors_come_back_with_their_status(make_app, backend):
     app, _ = make_app()
     r = call(app, "POST", "/v1/responses", json=items_body())
     assert r.status_code == 404 and r.json()["error"]["param"] == "previous_response_id"
+
+
+def test_the_request_log_names_the_front_door(make_app, backend, tmp_path):
+    record_urls(backend)
+    log = tmp_path / "requests.jsonl"
+    app, _ = make_app(base_config(log={"requests_path": str(log)}))
+    assert call(app, "POST", "/v1/responses", json=items_body()).status_code == 200
+    assert call(app, "POST", "/v1/chat/completions", json={"model": "gpt-4o", "messages": [
+        {"role": "user", "content": "hi"}]}).status_code == 200  # fmt: skip
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["endpoint"] for r in lines] == ["responses", "chat"]
+    assert lines[0]["compressed"] is True
