@@ -32,7 +32,6 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from cprs_engine import units
 from cprs_engine.errors import Cancelled, CPRSError
 
 ORDERS = ("srf", "fifo")
@@ -151,11 +150,9 @@ class Scheduler:
 
     def plan(self, query, context, *, granularity=None, instruction=None, prompt=None,
              budget_tokens=None, budget_unit=None, control: Control | None = None) -> Job:  # fmt: skip
-        if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
-            from cprs_engine.errors import InvalidInput
+        from cprs_engine.compressor import check_budget  # numpy: only once a job is planned
 
-            raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
-        units.check(budget_unit)
+        check_budget(budget_tokens, budget_unit)
         plan = self.compressor.plan(
             query, context, granularity=granularity, instruction=instruction, prompt=prompt
         )
