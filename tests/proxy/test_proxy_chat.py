@@ -232,3 +232,16 @@ def test_tokens_headers_count_with_tiktoken(make_app):
         chat_body()["messages"][1]["content"]
     )
     assert int(r.headers["x-cprs-original-tokens"]) == expected
+
+
+def test_a_backend_cookie_is_neither_kept_nor_sent_back(make_app, backend):
+    from cprs_doubles import completion
+
+    backend.respond = lambda request, body: httpx.Response(
+        200, json=completion(body), headers={"set-cookie": "session=abc; Path=/"}
+    )
+    app, _ = make_app()
+    for _ in range(2):
+        assert call(app, "POST", "/v1/chat/completions", json=chat_body()).status_code == 200
+    assert "cookie" not in backend.headers[-1]
+    assert len(app.state.upstream.client.cookies) == 0
