@@ -101,13 +101,6 @@ class Plan:
         return Outputs.empty(len(self.ids))
 
 
-def check_budget(budget_tokens: int | None, budget_unit: str | None) -> None:
-    """A budget is a positive integer in a known unit (cprs_engine/units.py), or None."""
-    if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
-        raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
-    units.check(budget_unit)
-
-
 def build_prefix(control_prompt: str, query: str) -> str:
     """The reference input template, everything before the context window."""
     return (
@@ -215,7 +208,7 @@ class Compressor:
         `cancel`: anything with `is_set()` (a threading.Event); once set, the work stops
         before its next forward pass with `Cancelled`, so an abandoned request frees its
         worker within one pass instead of running to the end of the document."""
-        check_budget(budget_tokens, budget_unit)
+        units.check_budget(budget_tokens, budget_unit)
         scored = self.score(
             query,
             context,

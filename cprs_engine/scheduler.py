@@ -32,6 +32,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
+from cprs_engine import units
 from cprs_engine.errors import Cancelled, CPRSError
 
 ORDERS = ("srf", "fifo")
@@ -150,9 +151,7 @@ class Scheduler:
 
     def plan(self, query, context, *, granularity=None, instruction=None, prompt=None,
              budget_tokens=None, budget_unit=None, control: Control | None = None) -> Job:  # fmt: skip
-        from cprs_engine.compressor import check_budget  # numpy: only once a job is planned
-
-        check_budget(budget_tokens, budget_unit)
+        units.check_budget(budget_tokens, budget_unit)
         plan = self.compressor.plan(
             query, context, granularity=granularity, instruction=instruction, prompt=prompt
         )

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from functools import lru_cache
 
-from cprs_engine.errors import UnknownBudgetUnit
+from cprs_engine.errors import InvalidInput, UnknownBudgetUnit
 
 CRITIC = "critic"
 TIKTOKEN = "tiktoken:"
@@ -29,6 +29,13 @@ ENCODINGS = ("o200k_base", "cl100k_base", "p50k_base")  # the files litellm's wh
 def tiktoken_unit(encoding: str) -> str:
     """The unit name for a tiktoken encoding, e.g. `tiktoken:o200k_base`."""
     return TIKTOKEN + encoding
+
+
+def check_budget(budget_tokens: int | None, budget_unit: str | None) -> None:
+    """A budget is None or a positive integer, in a known unit."""
+    if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
+        raise InvalidInput("budget_tokens must be a positive integer", param="budget_tokens")
+    check(budget_unit)
 
 
 def check(unit: str | None) -> None:
