@@ -74,10 +74,10 @@ bench-gpu:
 	$(GPU_PY) -m benchmarks.gpu_bench --write BENCHMARKS.md --json runs/gpu-bench.json
 
 # N proxies and M `cprs engine serve` replicas on loopback with the shared Redis (own key prefix),
-# one engine killed mid-run; fails if any request failed. About 4 minutes on the 2-core machine.
+# one engine killed mid-run; fails if any request failed. About 5 minutes on the 2-core machine.
 bench-scale: $(STAMP)
 	mkdir -p runs
-	$(BIN)/python -m benchmarks.scale_bench --proxies 2 --engines 1,2 --seconds 60 \
+	$(BIN)/python -m benchmarks.scale_bench --proxies 2 --engines 1,2,3 --seconds 60 \
 		--write BENCHMARKS.md --json runs/scale-bench.json
 
 bench-engine: $(STAMP)

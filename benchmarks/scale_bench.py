@@ -1,6 +1,6 @@
 """Scale-out on one machine: N proxies and M `cprs engine serve` replicas on loopback, one Redis.
 
-    python -m benchmarks.scale_bench [--proxies 2] [--engines 1,2] [--seconds 60]
+    python -m benchmarks.scale_bench [--proxies 2] [--engines 1,2,3] [--seconds 60]
                                      [--concurrency 4] [--doc-tokens 2000] [--no-kill]
                                      [--write BENCHMARKS.md] [--json PATH]
 
@@ -230,13 +230,34 @@ def render(result: dict, command: str) -> str:
             f"| {eng:.0f} | {c['proxies']:.0f} | {c['fake backend']:.0f} "
             f"| {c['load generator']:.0f} |"
         )
+    lines += ["", reading(result)]
     return "\n".join(lines)
+
+
+def reading(result: dict) -> str:
+    """The table in words: throughput against M, and where the CPU time went."""
+    cores = result["machine"].get("cores") or 1
+    rows = result["rows"]
+    base = rows[0]["req_per_s"] or float("nan")
+    parts = ["**Reading.**"]
+    for r in rows:
+        total = sum(r["cpu_s"].values())
+        util = total / (r["wall_s"] * cores)
+        parts.append(
+            f"With {r['engines']} engine(s): {r['req_per_s']:.2f} req/s "
+            f"({r['req_per_s'] / base:.2f}x the first row), {r['failed']} failed"
+            + (" with one engine killed at half time" if r["killed"] else "")
+            + f"; the processes used {util:.0%} of the {cores} cores "
+            f"({total:.0f} CPU s in {r['wall_s']:.0f} s), the engines "
+            f"{r['cpu_s']['engines'] / max(total, 1e-9):.0%} of it."
+        )
+    return " ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scale_bench", description=__doc__)
     p.add_argument("--proxies", type=int, default=2)
-    p.add_argument("--engines", default="1,2", help="M values, one row each")
+    p.add_argument("--engines", default="1,2,3", help="M values, one row each")
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--doc-tokens", type=int, default=2000)

@@ -40,3 +40,16 @@ def test_summary_counts_failures_and_rates():
     assert s["req_per_s"] == pytest.approx(0.2) and s["doc_tokens_per_s"] == pytest.approx(10)
     assert s["errors"] == ["503"] and s["skipped"] == ["not_shorter"]
     assert s["p50_s"] == 3.0
+
+
+def test_the_reading_says_where_the_cpu_went():
+    row = {"engines": 2, "proxies": 1, "killed": True, "wall_s": 10.0, "req_per_s": 1.0,
+           "failed": 0, "cpu_s": {"engines": 15.0, "proxies": 3.0, "fake backend": 0.5,
+                                  "load generator": 1.5}}  # fmt: skip
+    first = {**row, "engines": 1, "killed": False, "req_per_s": 0.5}
+    text = scale_bench.reading({"machine": {"cores": 2}, "rows": [first, row]})
+    assert (
+        "With 2 engine(s): 1.00 req/s (2.00x the first row), 0 failed with one engine killed"
+        in text
+    )
+    assert "used 100% of the 2 cores (20 CPU s in 10 s), the engines 75% of it" in text
