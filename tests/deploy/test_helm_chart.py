@@ -4,12 +4,16 @@ are parsed by the real `cprs` parser."""
 
 from __future__ import annotations
 
+import subprocess
+
+import pytest
 import yaml
 from deploy_helpers import (
     CHART,
     SECRET,
     by_kind,
     container,
+    helm_binary,
     needs_helm,
     parse_cprs_args,
     render,
@@ -46,6 +50,19 @@ def test_values_configs_are_valid_proxy_configs():
         raw["cache"] = {**raw.get("cache", {}), "redis_url": "redis://r:6379/0"}
         cfg = config_from_dict(raw)
         assert cfg.cache.key_secret_env == "CPRS_CACHE_KEY_SECRET"
+
+
+@needs_helm
+@pytest.mark.parametrize("values", [[], ["-f", str(CHART / "values-cpu.yaml")]])
+def test_helm_lint_is_clean(values):
+    done = subprocess.run(
+        [helm_binary(), "lint", "--strict", str(CHART), "--set", f"secrets.cacheKeySecret={SECRET}"]
+        + values,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @needs_helm
