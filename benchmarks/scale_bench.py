@@ -90,10 +90,11 @@ class Documents:
         return f"Request {i}.\n{body[:at]}{NEEDLE} {body[at:]}"
 
 
-async def load(bases, docs, seconds, concurrency, on_half=None) -> list[dict]:
-    """Closed-loop load; returns one record per request."""
+async def load(bases, docs, seconds, concurrency, on_half=None, first: int = 0) -> list[dict]:
+    """Closed-loop load; returns one record per request. Documents are numbered from `first`
+    (each phase its own range, so no phase meets another's documents in the cache)."""
     records: list[dict] = []
-    counter = iter(range(10**9))
+    counter = iter(range(first, 10**9))
     t0 = time.monotonic()
     deadline = t0 + seconds
     limits = httpx.Limits(max_connections=4 * concurrency)
@@ -141,6 +142,7 @@ async def load(bases, docs, seconds, concurrency, on_half=None) -> list[dict]:
 
 
 def summarize(records: list[dict], seconds: float, doc_tokens: int) -> dict:
+    """Rates are over `seconds`: the load's wall time, from its start to the last answer."""
     done = records
     ok = [r for r in done if r["ok"]]
     compressed = [r for r in ok if r["compressed"]]
@@ -154,6 +156,7 @@ def summarize(records: list[dict], seconds: float, doc_tokens: int) -> dict:
         "ok": len(ok),
         "failed": len(done) - len(ok),
         "compressed": len(compressed),
+        "cache_hits": sum(r.get("cache") == "hit" for r in ok),
         "not_compressed": len(ok) - len(compressed),
         "req_per_s": len(ok) / seconds,
         "doc_tokens_per_s": len(compressed) * doc_tokens / seconds,
@@ -189,7 +192,7 @@ def phase(services, engines, m, args, docs, backend, prefix, kill: bool) -> dict
 
     records = asyncio.run(
         load([p.base for p in proxies], docs, args.seconds, args.concurrency,
-             kill_one if kill else None)
+             kill_one if kill else None, first=m * 1_000_000)
     )  # fmt: skip
     wall = time.monotonic() - wall0
     final = {pid: cpu_seconds(pid) for pid in pids} | final
@@ -197,7 +200,7 @@ def phase(services, engines, m, args, docs, backend, prefix, kill: bool) -> dict
     cpu["load generator"] = sum(os.times()[:2]) - gen_before
     for p in proxies:
         p.stop()
-    summary = summarize(records, args.seconds, args.doc_tokens)
+    summary = summarize(records, wall, args.doc_tokens)
     return {"engines": m, "proxies": args.proxies, "killed": kill, "wall_s": wall,
             "cpu_s": cpu, **summary}  # fmt: skip
 
@@ -213,11 +216,13 @@ def render(result: dict, command: str) -> str:
         f"- Load: {result['concurrency']} closed-loop clients for {result['seconds']:.0f} s per "
         f"row, each request a unique {result['doc_tokens']:,}-token (cl100k) document, compressed "
         "by the shipped critic on an engine replica (policy fails closed: no pass-through), "
-        "backend a local fake. Redis: the shared one, under this run's own key prefix.",
+        "backend a local fake. Redis: the shared one, under this run's own key prefix. Rates are "
+        "over each row's wall time (load start to the last answer; the clients stop sending at "
+        "the row's seconds).",
         "",
-        "| engines | proxies | engine killed | requests | failed | compressed | req/s "
+        "| engines | proxies | engine killed | requests | failed | compressed | cache hits | req/s "
         "| doc tokens/s | p50 s | p95 s | CPU s: engines | proxies | fake backend | load gen |",
-        "| ---: | ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| ---: | ---: |",
     ]
     for r in result["rows"]:
@@ -225,7 +230,8 @@ def render(result: dict, command: str) -> str:
         eng = c["engines"]
         lines.append(
             f"| {r['engines']} | {r['proxies']} | {'yes, at half time' if r['killed'] else 'no'} "
-            f"| {r['requests']} | {r['failed']} | {r['compressed']} | {r['req_per_s']:.2f} "
+            f"| {r['requests']} | {r['failed']} | {r['compressed']} | {r['cache_hits']} "
+            f"| {r['req_per_s']:.2f} "
             f"| {r['doc_tokens_per_s']:,.0f} | {r['p50_s'] or 0:.1f} | {r['p95_s'] or 0:.1f} "
             f"| {eng:.0f} | {c['proxies']:.0f} | {c['fake backend']:.0f} "
             f"| {c['load generator']:.0f} |"

@@ -36,6 +36,7 @@ def test_summary_counts_failures_and_rates():
         {"t": 2, "latency_s": 2.0, "ok": False, "compressed": False, "error": "503"},
     ]  # fmt: skip
     s = scale_bench.summarize(records, seconds=10, doc_tokens=100)
+    assert s["cache_hits"] == 0
     assert (s["requests"], s["ok"], s["failed"], s["compressed"]) == (3, 2, 1, 1)
     assert s["req_per_s"] == pytest.approx(0.2) and s["doc_tokens_per_s"] == pytest.approx(10)
     assert s["errors"] == ["503"] and s["skipped"] == ["not_shorter"]
