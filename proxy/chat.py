@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
@@ -94,25 +95,46 @@ async def read_body(request: Request, limit: int, timeout_s: float = 60.0) -> by
 
 
 async def handle_chat(request: Request, holder: StateHolder, metrics: Metrics, upstream: Upstream):
+    return await run_request(
+        request,
+        holder,
+        metrics,
+        lambda state, ctx, watch: _serve(request, state, metrics, upstream, ctx, watch),
+        lambda exc, headers: error_response(exc, headers=headers),
+    )
+
+
+async def run_request(
+    request: Request,
+    holder: StateHolder,
+    metrics: Metrics,
+    serve: Callable[[AppState, Ctx, DisconnectWatch], Awaitable[Response]],
+    on_error: Callable[[ProxyError, dict[str, str]], Response],
+    *,
+    endpoint: str = "chat",
+) -> Response:
+    """The frame every front door serves in: the state taken once, a request context, the
+    disconnect watch, errors answered by `on_error` in the door's own format (a bug too, logged),
+    and the metrics and log line when the request ends (for streams: when the stream ends)."""
     state = holder.current
-    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter())
+    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter(), endpoint=endpoint)
     metrics.in_flight.inc()
     streaming = False
     watch = DisconnectWatch(request.receive)
     try:
-        response = await watch.run(_serve(request, state, metrics, upstream, ctx, watch))
+        response = await watch.run(serve(state, ctx, watch))
         streaming = isinstance(response, StreamingResponse)
         return response
     except ProxyError as exc:
         ctx.status, ctx.error_type = exc.status, exc.code or exc.type
-        return error_response(exc, headers=ctx.headers())
+        return on_error(exc, ctx.headers())
     except ClientDisconnect:
         ctx.status, ctx.error_type = 499, "client_disconnected"
         return Response(status_code=499)
-    except Exception as exc:  # a bug must still answer in OpenAI's format and be logged
+    except Exception as exc:  # a bug must still answer in the door's format and be logged
         log.exception("unexpected error serving %s", ctx.request_id)
         ctx.status, ctx.error_type = 500, "internal_error"
-        return error_response(ProxyError(f"internal error ({type(exc).__name__})"), ctx.headers())
+        return on_error(ProxyError(f"internal error ({type(exc).__name__})"), ctx.headers())
     finally:
         if not streaming:
             _finish(state, metrics, ctx)

@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import Response
 
 from proxy.chat import (
     Ctx,
-    _finish,
     _relay,
     _RelayResponse,
     admit,
     arm_for,
     detect_and_compress,
     route_for,
+    run_request,
 )
 from proxy.disconnect import DisconnectWatch
 from proxy.errors import ProxyError
@@ -65,28 +64,14 @@ class Door(Protocol):
 async def handle_door(
     request: Request, holder: StateHolder, metrics: Metrics, upstream: Upstream, door: Door
 ) -> Response:
-    state = holder.current
-    ctx = Ctx(request_id=uuid.uuid4().hex, t0=time.perf_counter(), endpoint=door.name)
-    metrics.in_flight.inc()
-    streaming = False
-    watch = DisconnectWatch(request.receive)
-    try:
-        response = await watch.run(_serve(request, state, metrics, upstream, ctx, door, watch))
-        streaming = isinstance(response, StreamingResponse)
-        return response
-    except ProxyError as exc:
-        ctx.status, ctx.error_type = exc.status, exc.code or exc.type
-        return door.error_response(exc, ctx.headers())
-    except ClientDisconnect:
-        ctx.status, ctx.error_type = 499, "client_disconnected"
-        return Response(status_code=499)
-    except Exception as exc:  # a bug must still answer in the door's format and be logged
-        log.exception("unexpected error serving %s", ctx.request_id)
-        ctx.status, ctx.error_type = 500, "internal_error"
-        return door.error_response(ProxyError(f"internal error ({type(exc).__name__})"), {})
-    finally:
-        if not streaming:
-            _finish(state, metrics, ctx)
+    return await run_request(
+        request,
+        holder,
+        metrics,
+        lambda state, ctx, watch: _serve(request, state, metrics, upstream, ctx, door, watch),
+        door.error_response,
+        endpoint=door.name,
+    )
 
 
 async def _serve(
