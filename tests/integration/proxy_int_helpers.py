@@ -96,13 +96,18 @@ class PrivateRedis:
             self.proc.wait(5)
 
 
-@pytest.fixture
-def fake_backend():
-    """A recording FakeBackend on a loopback port (a fixture; conftests import it)."""
-    backend = FakeBackend()
+def served(backend):
+    """Run a recording fake backend (anything with `.app()`) on a loopback port while the
+    generator is open; yields it with its `url` set. Fixtures `yield from` it."""
     with ServerThread(backend.app()) as server:
         backend.url = server.url  # type: ignore[attr-defined]
         yield backend
+
+
+@pytest.fixture
+def fake_backend():
+    """A recording FakeBackend on a loopback port (a fixture; conftests import it)."""
+    yield from served(FakeBackend())
 
 
 @pytest.fixture

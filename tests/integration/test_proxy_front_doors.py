@@ -11,9 +11,9 @@ import json
 import anthropic
 import httpx
 import pytest
-from cprs_doubles import NEEDLE, QUESTION, FakeAnthropic, ServerThread, haystack
+from cprs_doubles import NEEDLE, QUESTION, FakeAnthropic, haystack
 from fake_protocols import FakeOpenAI, response_events, sse
-from proxy_int_helpers import proxy_config, running_proxy
+from proxy_int_helpers import proxy_config, running_proxy, served
 
 from proxy.tokens import TokenCounter
 
@@ -30,18 +30,12 @@ TOOL_DOC = haystack(1200, needle=TOOL_NEEDLE, seed=3)
 
 @pytest.fixture
 def openai_backend():
-    backend = FakeOpenAI()
-    with ServerThread(backend.app()) as server:
-        backend.url = server.url  # type: ignore[attr-defined]
-        yield backend
+    yield from served(FakeOpenAI())
 
 
 @pytest.fixture
 def anthropic_backend():
-    backend = FakeAnthropic()
-    with ServerThread(backend.app()) as server:
-        backend.url = server.url  # type: ignore[attr-defined]
-        yield backend
+    yield from served(FakeAnthropic())
 
 
 def claude_config(anthropic_url: str, openai_url: str) -> dict:
