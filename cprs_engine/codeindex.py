@@ -14,8 +14,9 @@ text alone, for any indentation- or brace-formatted language, in one pass over t
                 (the `if` of an `else`), so that an else-branch shows its condition
 
 Brackets inside strings and `#` comments are not counted (a cheap regex, not a lexer); a
-statement that has not closed after MAX_OPEN_LINES lines is taken as a miscount and closed,
-so one stray bracket never swallows the rest of a file. O(lines); no recursion.
+statement whose brackets have not closed after MAX_OPEN_LINES lines is taken as a miscount
+and closed, so one stray bracket never swallows the rest of a file (a triple-quoted string
+runs to its closing quote, however long). O(lines); no recursion.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ _TRIPLE = re.compile(r'"""|\'\'\'')
 _CONTINUES = re.compile(r"^\s*(?:\}\s*)?(?:else|elif|except|finally|catch)\b")
 _COMMENT = re.compile(r"^\s*(?:#|//|/\*|\*)")
 _DECORATOR = re.compile(r"^\s*@\w")
+
+
+def _brackets(code: str) -> int:
+    """Opening minus closing brackets outside one-line strings and comments."""
+    code = _STRINGS.sub("", code)
+    return sum(map(code.count, "([{")) - sum(map(code.count, ")]}"))
 
 
 class CodeIndex:
@@ -63,7 +70,7 @@ class CodeIndex:
 
     def _scan(self) -> None:
         text = self.text
-        depth, in_triple, head, open_since = 0, False, 0, 0
+        depth, in_triple, head, open_since, quote = 0, False, 0, 0, ""
         stack: list[int] = []  # opener heads, innermost last
         for i, (a, b) in enumerate(zip(self.starts, self.ends, strict=True)):
             line = text[a:b]
@@ -71,17 +78,21 @@ class CodeIndex:
             if depth == 0 and not in_triple:
                 head, open_since = i, i
             self.head[i] = head
-            # Parts between triple quotes alternate code / string; count brackets in code only.
-            parts = _TRIPLE.split(line)
-            for k, part in enumerate(parts):
-                if k:
-                    in_triple = not in_triple
+            # Code and triple-quoted strings alternate; count brackets in code only. Inside a
+            # string only its own quote closes it (the other kind is text there).
+            pos = 0
+            for m in _TRIPLE.finditer(line):
                 if not in_triple:
-                    code = _STRINGS.sub("", part)
-                    depth += sum(map(code.count, "([{")) - sum(map(code.count, ")]}"))
+                    depth += _brackets(line[pos : m.start()])
+                    in_triple, quote = True, m.group()
+                elif m.group() == quote:
+                    in_triple = False
+                pos = m.end()
+            if not in_triple:
+                depth += _brackets(line[pos:])
             depth = max(depth, 0)
-            if i - open_since >= MAX_OPEN_LINES:
-                depth, in_triple = 0, False  # a miscount: close the statement here
+            if i - open_since >= MAX_OPEN_LINES and not in_triple:
+                depth = 0  # a miscount: close the statement here (a long docstring is fine)
             if depth == 0 and not in_triple:
                 self.tail[head] = i
                 self._close(head, i, stack)

@@ -43,6 +43,7 @@ _TIMESTAMP = re.compile(
     r")"
 )
 _LEVEL = re.compile(r"^\s*\[?(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL)\b")
+ENTRY = re.compile(f"(?:{_TIMESTAMP.pattern})|(?:{_LEVEL.pattern})")  # a log entry's first line
 _HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+\S|$)")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
 _FENCE = re.compile(r"^ {0,3}(?:```|~~~)")

@@ -52,6 +52,8 @@ MAX_UNIT_CHARS = {"sentence": 2_000, "paragraph": 12_000}
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+\S|$)")
 _FENCE = re.compile(r"^ {0,3}(?:```|~~~)")
+MAX_ENTRY_LINES = 50  # how far back a log continuation line looks for its entry
+_ENTRY = doctypes.ENTRY  # a log line that starts an entry: a timestamp or a level
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,8 @@ def _rstrip(text: str, a: int, b: int) -> int:
 
 def line_units(spans: Sequence[Span], text: str, granularity: str, *, entries: bool) -> list[Unit]:
     """Whole lines (or blank-line blocks), leading whitespace kept. `entries` (logs): an
-    indented line (a stack trace's) brings the nearest unindented line before it, its entry."""
+    indented line (a stack trace's) brings the nearest unindented line before it and the
+    entry line (timestamp or level) it belongs to, at most MAX_ENTRY_LINES back."""
     starts = [0] + [m.end() for m in re.finditer("\n", text)]
     blocks = paragraph_ends(text) if granularity == "paragraph" else None
     found = []
@@ -235,15 +238,18 @@ def line_units(spans: Sequence[Span], text: str, granularity: str, *, entries: b
             a += 1
         if a >= b:
             continue
-        ctx: tuple[tuple[int, int], ...] = ()
-        if entries and text[a] in " \t":
-            j, floor = lo - 1, max(-1, lo - 50)
-            while j > floor and (text[starts[j]] in " \t\r\n"):
+        ctx: list[tuple[int, int]] = []
+        if entries and text[a] in " \t":  # a continuation: its unindented and stamped lines
+            j, floor, want_flat = lo - 1, max(-1, lo - MAX_ENTRY_LINES), True
+            while j > floor:
+                line = text[starts[j] : starts[j + 1]]
+                if line.strip() and (want_flat and line[0] not in " \t" or _ENTRY.match(line)):
+                    ctx.append((starts[j], _rstrip(text, starts[j], starts[j + 1])))
+                    want_flat = False
+                    if _ENTRY.match(line):
+                        break
                 j -= 1
-            if j > floor:
-                e = _rstrip(text, starts[j], starts[j + 1])
-                ctx = ((starts[j], e),) if e > starts[j] else ()
-        out.append(Unit(a, b, score, ctx))
+        out.append(Unit(a, b, score, tuple(sorted(ctx))))
     return out
 
 
@@ -352,13 +358,15 @@ def budget_units(
     marker_cost: int,
 ) -> list[Unit]:  # fmt: skip
     """Greedy by score (ties: earlier first): a unit costs its own tokens, the tokens of the
-    context ranges no chosen unit has brought yet, and one marker. Result in document order."""
+    context ranges no chosen unit has brought yet (each with a newline), and one marker.
+    Result in document order."""
+    line_cost = max(count_tokens("a\nb") - count_tokens("a b"), 0)
     ranked = sorted(range(len(chosen)), key=lambda k: (-chosen[k].score, chosen[k].start))
     have: set[tuple[int, int]] = set()
     kept, used = [], 0
     for k in ranked:
         new = [r for r in chosen[k].ranges() if r not in have]
-        cost = sum(count_tokens(text[a:b]) + 1 for a, b in new) + marker_cost
+        cost = sum(count_tokens(text[a:b]) + line_cost for a, b in new) + marker_cost
         if used + cost <= budget_tokens:
             kept.append(k)
             have.update(new)
@@ -396,10 +404,9 @@ def decode(
     found = units(spans, text, doc_type, granularity)
     if budget_tokens is not None:
         assert count_tokens is not None, "a budget needs count_tokens"
-        marker = count_tokens(
-            CODE_MARKER if doc_type in (doctypes.CODE, doctypes.LOG) else TEXT_MARKER
-        )
-        kept = budget_units(found, budget_tokens, count_tokens, text, marker + 1 if mark else 1)
+        marker = CODE_MARKER if doc_type in (doctypes.CODE, doctypes.LOG) else TEXT_MARKER
+        cost = count_tokens(marker) if mark else 0
+        kept = budget_units(found, budget_tokens, count_tokens, text, cost)
         if not kept and found:  # nothing fits with its context: the best unit's prefix alone
             best = min(found, key=lambda u: (-u.score, u.start))
             cut = _truncate(Span(best.start, best.end, text[best.start : best.end], best.score),
