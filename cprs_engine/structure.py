@@ -46,8 +46,9 @@ DEFAULT_ELISION = {
 }
 CODE_MARKER = "..."  # a line of its own, indented like the code around it: valid Python
 TEXT_MARKER = "…"  # a line of its own between prose or markdown spans
-MAX_STATEMENT_LINES = 12  # a longer statement keeps only its kept lines and its first line
-MAX_HEADER_LINES = 40  # a longer signature keeps its first and last lines
+# Context costs tokens; these bound it (benchmarks/structure_bench.py measured the trade-off):
+MAX_STATEMENT_LINES = 6  # a longer statement keeps only its kept lines and its first line
+MAX_HEADER_LINES = 12  # a longer signature keeps its first and last lines (name, return type)
 MAX_UNIT_CHARS = {"sentence": 2_000, "paragraph": 12_000}
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+\S|$)")
@@ -170,10 +171,10 @@ def code_units(spans: Sequence[Span], ix: CodeIndex, granularity: str) -> list[U
             if i < lo:  # a long statement's first line, for a kept line inside it
                 ctx.add(_line_range(ix, i, i))
             for h in ix.enclosing(i):
-                ctx.add(_header_range(ix, h))
+                ctx.update(_header_ranges(ix, h))
             target = ix.decorated(i)
             if target > hi:
-                ctx.add(_header_range(ix, target))
+                ctx.update(_header_ranges(ix, target))
         start, end = ix.starts[lo], ix.ends[hi]
         inside = {r for r in ctx if r[0] >= start and r[1] <= end}
         out.append(Unit(start, _rstrip(text, start, end), score, tuple(sorted(ctx - inside))))
@@ -199,11 +200,13 @@ def _line_range(ix: CodeIndex, lo: int, hi: int) -> tuple[int, int]:
     return ix.starts[lo], _rstrip(ix.text, ix.starts[lo], ix.ends[hi])
 
 
-def _header_range(ix: CodeIndex, h: int) -> tuple[int, int]:
-    """An opener's whole statement (a multi-line signature), or its first line when longer
-    than MAX_HEADER_LINES."""
+def _header_ranges(ix: CodeIndex, h: int) -> list[tuple[int, int]]:
+    """An opener's whole statement (a multi-line signature), or, longer than MAX_HEADER_LINES,
+    its first and last lines (`def f(` ... `) -> T:`): the name and the return type."""
     t = ix.tail[h]
-    return _line_range(ix, h, t if t - h < MAX_HEADER_LINES else h)
+    if t - h < MAX_HEADER_LINES:
+        return [_line_range(ix, h, t)]
+    return [_line_range(ix, h, h), _line_range(ix, t, t)]
 
 
 def _rstrip(text: str, a: int, b: int) -> int:
