@@ -17,7 +17,8 @@ gap). Per variant:
 - openers: the same, counting only each opener's first line (`def name(`, `if x:`);
 - tokens: output tokens (o200k) per kept line.
 Part 2, JSON: random spans on generated API-like documents, pretty and minified; the share of
-outputs that parse, prose decoding vs the JSON path.
+outputs that parse, prose decoding vs the JSON path (documents where the spans touched no
+value, so nothing is kept, are left out).
 Part 3 (`--spans-from`): the spans of a `cprs compress --json` result over a Python file taken
 as the critic's, decoded by each variant: output tokens, the cost of the context.
 """
@@ -193,6 +194,8 @@ def json_part(seed: int, n: int = 40) -> dict[str, float]:
             "prose": prose_decode(spans, text),
             "json": structure.decode(spans, text, "json", "sentence")[0],
         }
+        if not outs["json"]:  # the spans held only brackets and whitespace: nothing kept
+            continue
         total += 1
         for k, out in outs.items():
             try:
@@ -200,7 +203,7 @@ def json_part(seed: int, n: int = 40) -> dict[str, float]:
                 parsed[k] += 1
             except ValueError:
                 pass
-    return {k: v / total for k, v in parsed.items()}
+    return {k: v / total for k, v in parsed.items()} | {"documents": total}
 
 
 def spans_part(path: str, result_path: str) -> dict[str, int]:

@@ -48,6 +48,7 @@ CODE_MARKER = "..."  # a line of its own, indented like the code around it: vali
 TEXT_MARKER = "…"  # a line of its own between prose or markdown spans
 # Context costs tokens; these bound it (benchmarks/structure_bench.py measured the trade-off):
 MAX_STATEMENT_LINES = 6  # a longer statement keeps only its kept lines and its first line
+TAIL_LINES = True  # a partly kept statement also keeps its last line (`)`, a closing quote)
 MAX_HEADER_LINES = 12  # a longer signature keeps its first and last lines (name, return type)
 MAX_UNIT_CHARS = {"sentence": 2_000, "paragraph": 12_000}
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
@@ -170,6 +171,8 @@ def code_units(spans: Sequence[Span], ix: CodeIndex, granularity: str) -> list[U
         for i in {ix.head[j] for j in lines}:
             if i < lo:  # a long statement's first line, for a kept line inside it
                 ctx.add(_line_range(ix, i, i))
+            if ix.tail[i] > hi and TAIL_LINES:  # and its last line: the brackets close
+                ctx.add(_line_range(ix, ix.tail[i], ix.tail[i]))
             for h in ix.enclosing(i):
                 ctx.update(_header_ranges(ix, h))
             target = ix.decorated(i)
