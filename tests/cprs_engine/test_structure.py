@@ -388,3 +388,16 @@ def test_code_index_survives_unbalanced_brackets():
     ix = CodeIndex(src)
     last = len(ix.starts) - 1
     assert ix.statement(last)[0] > 250, "a stray bracket closes after MAX_OPEN_LINES lines"
+
+
+def test_a_marker_after_a_one_line_span_takes_that_lines_indent():
+    src = (
+        "class A:\n    def f(self):\n        a = 1\n        b = 2\n        c = 3\n"
+        "        d = 4\n        return a\n"
+    )
+    spans = [span_of(src, "b = 2"), span_of(src, "d = 4")]
+    out, got = structure.decode(spans, src, "code", "sentence", mark=True)
+    assert out == (
+        "class A:\n    def f(self):\n        ...\n        b = 2\n        ...\n        d = 4"
+    )
+    ast.parse(out)
