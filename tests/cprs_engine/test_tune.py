@@ -111,3 +111,36 @@ def test_per_prompt_tuning_refuses_the_evaluation_seed_and_parses_ratios():
     assert tune.min_ratios("needle=50, fact=22", 10.0) == {"needle": 50.0, "fact": 22.0}
     with pytest.raises(SystemExit):
         tune.min_ratios("needle", 10.0)
+
+
+def test_tune_per_prompt_command_writes_critic_json(tmp_path, capsys, monkeypatch):
+    """`cprs tune --per-prompt --write` end to end on a tiny random critic: one table per
+    prompt, and critic.json gets the "prompts" table, its other keys untouched."""
+    import argparse
+
+    model, tokenizer = tiny_random("qwen2", seed=1)
+    loads = []
+
+    def load(path, **kw):
+        loads.append(path)
+        return Compressor(model, tokenizer, window_tokens=64, precision="fp32", **kw)
+
+    monkeypatch.setattr(Compressor, "load", staticmethod(load))
+    ckpt = tmp_path / "critic"
+    ckpt.mkdir()
+    (ckpt / "critic.json").write_text(json.dumps({"keep_threshold": 0.3}))
+    parser = argparse.ArgumentParser()
+    tune.add_arguments(parser)
+    args = parser.parse_args(
+        ["--checkpoint", str(ckpt), "--per-prompt", "--tasks", "niah_single,hotpotqa",
+         "--docs", "1", "--seeds", "0", "--length", "400", "--keep-thresholds", "0.5",
+         "--weak-thresholds", "0.5", "--min-ratios", "needle=1", "--min-ratio", "1", "--write"]
+    )  # fmt: skip
+    assert tune.run(args) == 0 and loads == [str(ckpt)]
+    out = capsys.readouterr().out
+    assert "## prompt fact" in out and "## prompt needle" in out
+    meta = json.loads((ckpt / "critic.json").read_text())
+    assert meta["keep_threshold"] == 0.3 and set(meta["prompts"]) == {"fact", "needle"}
+    for entry in meta["prompts"].values():
+        assert set(entry) == {"keep_threshold", "weak_threshold"}
+        assert all(v in (None, 0.5) for v in entry.values())
