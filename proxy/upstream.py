@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from proxy.errors import from_exception, redact, upstream_error_from_response
+from proxy.fasthttp import FastTransport
 from proxy.jsonsafe import dumps
 from proxy.responsecheck import require_json, require_sse
 from proxy.routing import Backend
@@ -69,6 +70,26 @@ class Upstream:
         # parsing every answer's Set-Cookie into a jar nobody reads was 15% of the proxy's CPU
         # per request (cProfile over benchmarks/proxy_cpu.py).
         self.client._cookies = _NoCookies()
+        # Chat-shaped calls to plain-HTTP backends take the lean transport (proxy/fasthttp.py),
+        # unless a transport was injected (tests) or the environment names an HTTP proxy (only
+        # httpx's own transport honours one).
+        self._fast: FastTransport | None = None
+        if transport is None and not _env_proxies():
+            self._fast = FastTransport(
+                max_connections=1000, max_keepalive=100, keepalive_expiry=4.0
+            )
+
+    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        fast = self._fast
+        if fast is None or request.url.scheme != "http":
+            return await self.client.send(request, stream=stream)
+        resp = await fast.handle_async_request(request)
+        if not stream:
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        return resp
 
     def _request(
         self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
@@ -108,7 +129,7 @@ class Upstream:
         if not b.passthrough and url is None:
             return await _litellm_complete(b, body)
         try:
-            resp = await self.client.send(self._request(b, body, url, auth))
+            resp = await self._send(self._request(b, body, url, auth), stream=False)
         except Exception as exc:
             raise from_exception(exc) from exc
         kept = _kept(resp.headers, _secrets(b))
@@ -129,7 +150,7 @@ class Upstream:
         if not b.passthrough and url is None:
             return {}, await _litellm_stream(b, body)
         try:
-            resp = await self.client.send(self._request(b, body, url, auth), stream=True)
+            resp = await self._send(self._request(b, body, url, auth), stream=True)
         except Exception as exc:
             raise from_exception(exc) from exc
         kept = _kept(resp.headers, _secrets(b))
@@ -165,6 +186,8 @@ class Upstream:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self._fast is not None:
+            await self._fast.aclose()
 
 
 async def _relay(resp: httpx.Response, secrets: tuple[str, ...]) -> AsyncIterator[bytes]:
@@ -185,6 +208,14 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
             yield chunk
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
+
+
+def _env_proxies() -> bool:
+    try:
+        from httpx._utils import get_environment_proxies
+    except ImportError:  # pragma: no cover - a newer httpx: assume one may be set
+        return True
+    return any(v is not None for v in get_environment_proxies().values())
 
 
 def _kept(headers: httpx.Headers, secrets: tuple[str, ...]) -> dict[str, str]:
