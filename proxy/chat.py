@@ -301,10 +301,11 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
     total = time.perf_counter() - ctx.t0
     labels = (ctx.tenant, ctx.model, ctx.arm)
     metrics.in_flight.dec()
-    metrics.requests.labels(*labels, str(ctx.status), str(ctx.compressed).lower()).inc()
+    child = metrics.child
+    child(metrics.requests, *labels, str(ctx.status), "true" if ctx.compressed else "false").inc()
     if ctx.status < 400 or ctx.error_type:
-        metrics.tokens_in.labels(*labels).inc(ctx.original_tokens)
-        metrics.tokens_out.labels(*labels).inc(ctx.sent_tokens)
+        child(metrics.tokens_in, *labels).inc(ctx.original_tokens)
+        child(metrics.tokens_out, *labels).inc(ctx.sent_tokens)
     if (ctx.error_type or "").startswith("upstream") or ctx.status >= 500:
         metrics.upstream_errors.labels(ctx.tenant, ctx.model, str(ctx.status)).inc()
     for stage, secs in (
@@ -315,7 +316,7 @@ def _finish(state: AppState, metrics: Metrics, ctx: Ctx) -> None:
         ("total", total),
     ):
         if secs is not None:
-            metrics.stage.labels(*labels, stage).observe(secs)
+            child(metrics.stage, *labels, stage).observe(secs)
     ctx.ts, ctx.latency_ms = time.time(), ms(total)
     ctx.upstream_ms, ctx.compress_ms = ms(ctx.upstream_s), ms(ctx.compress_s)
     state.request_log.write(ctx)

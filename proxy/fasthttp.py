@@ -45,7 +45,11 @@ class _Conn(asyncio.Protocol):
         self.lost: BaseException | None = None  # why it went, if it went with an error
         self.eof = False
         self.idle_since = 0.0
+        self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future | None = None
+        self._wait_until = 0.0  # when the current wait times out
+        self._timer: asyncio.TimerHandle | None = None  # one timer for all waits (see wait)
+        self._timer_at = 0.0
         self._paused = False
         self._busy = False
         self._start(None)
@@ -127,18 +131,42 @@ class _Conn(asyncio.Protocol):
             w.set_result(None)
 
     async def wait(self, timeout: float | None, request: httpx.Request) -> None:
-        """Until something arrives (bytes, EOF, an error), at most `timeout` seconds of silence."""
-        loop = asyncio.get_running_loop()
+        """Until something arrives (bytes, EOF, an error), at most `timeout` seconds of silence.
+
+        A stream waits once per chunk: rather than a timer per wait, one timer stays armed and,
+        when it fires before the current wait's deadline, re-arms itself for it."""
+        loop = self._loop
         self._waiter = w = loop.create_future()
-        timer = loop.call_later(timeout, _expire, w) if timeout is not None else None
+        if timeout is not None:
+            self._wait_until = until = loop.time() + timeout
+            if self._timer is None or until < self._timer_at:
+                self._arm(until)
         try:
             await w
         except TimeoutError:
             raise httpx.ReadTimeout("timed out reading from the backend", request=request) from None
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = self._loop.call_at(when, self._timed_out), when
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        w = self._waiter
+        if w is None or w.done():
+            return  # nobody waits: the next wait arms a timer again
+        if self._loop.time() >= self._wait_until:
+            w.set_exception(TimeoutError())
+        else:
+            self._arm(self._wait_until)
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def take(self) -> bytes:
         data = self.chunks.popleft()
@@ -177,11 +205,6 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-def _expire(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class _Body(httpx.AsyncByteStream):
@@ -326,6 +349,7 @@ class FastTransport(httpx.AsyncBaseTransport):
 
     def release(self, conn: _Conn) -> None:
         """A connection whose response was read to its end goes back to the pool."""
+        conn.stop_timer()
         if self._closed or self._n_idle >= self.max_keepalive:
             self.discard(conn)
             return
@@ -335,6 +359,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         self._notify()
 
     def discard(self, conn: _Conn) -> None:
+        conn.stop_timer()
         conn.close()
         self._open -= 1
         self._notify()

@@ -164,12 +164,12 @@ class Upstream:
             raise upstream_error_from_response(resp.status_code, content, _secrets(b), kept)
         chunks = _relay(resp, _secrets(b))
         try:  # the first bytes must look like SSE before the client is told 200
-            first = await anext(chunks, b"")
+            first = await anext(chunks)  # a peek: _relay yields its first chunk twice
             require_sse(first, resp.headers.get("content-type"))
         except BaseException:
             await chunks.aclose()
             raise
-        return kept, _prepend(first, chunks)
+        return kept, chunks
 
     async def list_models(self, b: Backend, timeout_s: float = 10.0) -> list[dict]:
         """The backend's own `GET /models` entries (OpenAI format); raises on any failure."""
@@ -191,23 +191,32 @@ class Upstream:
 
 
 async def _relay(resp: httpx.Response, secrets: tuple[str, ...]) -> AsyncIterator[bytes]:
+    """The backend's body as it comes, empty chunks dropped, errors as ProxyErrors; closing it
+    closes the response. The first chunk (b"" when the body is empty) is yielded twice: once
+    for `Upstream.stream` to look at before the client is told 200, then as the stream's first
+    chunk - no second generator stacked on top, as this runs for every chunk of every stream.
+    Without a content-encoding the response's byte stream is read directly (httpx's decoding
+    layers would pass the bytes through unchanged)."""
+    raw = resp.aiter_bytes() if "content-encoding" in resp.headers else resp.stream
+    chunks = raw.__aiter__()
     try:
-        async for chunk in resp.aiter_bytes():
+        first = b""
+        async for chunk in chunks:
+            if chunk:
+                first = chunk
+                break
+        yield first  # the peek
+        yield first
+        async for chunk in chunks:
             if chunk:
                 yield chunk
     except Exception as exc:
         raise from_exception(exc, secrets) from exc
     finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
         await resp.aclose()
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
 
 
 def _env_proxies() -> bool:

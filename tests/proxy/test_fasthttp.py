@@ -273,3 +273,28 @@ def test_header_injection_refused():
         assert srv.connections == 0
 
     asyncio.run(main())
+
+
+def test_read_timeout_counts_silence_not_total_time():
+    async def slow_then_stall(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(6):  # 0.3 s in all, never silent for 0.1 s
+            writer.write(b"2\r\nok\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(5)  # then silence
+
+    async def main():
+        async with Server(slow_then_stall) as srv:
+            t = FastTransport()
+            resp = await t.handle_async_request(post(srv.url, read=0.15))
+            got = b""
+            with pytest.raises(httpx.ReadTimeout):
+                async for chunk in resp.aiter_raw():
+                    got += chunk
+            await resp.aclose()
+            await t.aclose()
+        assert got == b"ok" * 6
+
+    asyncio.run(main())
