@@ -21,7 +21,10 @@ connection that closes mid-request, or bytes that are not HTTP after the connect
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import json
+import logging
 from typing import Any
 
 import h11
@@ -222,12 +225,49 @@ def guarded_protocol(header_timeout_s: float, http: str = "auto") -> type:
     return type(base.__name__, (base,), {"header_timeout_s": header_timeout_s})
 
 
+def loop_setting(loop: str) -> str:
+    """uvicorn's `loop` for `server.loop`: uvloop (a dependency of the proxy; -12% CPU per
+    pass-through request in BENCHMARKS.md) through `new_event_loop` below, or asyncio's."""
+    if loop == "asyncio" or (loop == "auto" and _uvloop_class() is None):
+        return "asyncio"
+    if _uvloop_class() is None:
+        raise RuntimeError("server.loop is uvloop, and uvloop is not installed")
+    return "proxy.http_limits:new_event_loop"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    cls = _uvloop_class()
+    assert cls is not None
+    return cls()
+
+
+@functools.cache
+def _uvloop_class() -> type | None:
+    """uvloop's loop, except that closing it with handles still open (a library's idle
+    keep-alive connection at shutdown, say) logs a warning where uvloop raises EBUSY: asyncio's
+    own loop closes without complaint there, and an exiting server has nothing left to do."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+
+    class Loop(uvloop.Loop):  # type: ignore[misc, name-defined]
+        def close(self) -> None:
+            try:
+                super().close()
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                logging.getLogger(__name__).warning("event loop closed with handles open")
+
+    return Loop
+
+
 def uvicorn_settings(server: ServerSettings) -> dict[str, Any]:
     """uvicorn.run / uvicorn.Config keyword arguments for the proxy's read deadlines."""
     return {
         "http": guarded_protocol(server.header_timeout_s, server.http),
-        # uvloop (a proxy dependency) when installed: -15% CPU per pass-through request
-        "loop": server.loop,
+        "loop": loop_setting(server.loop),
         "timeout_keep_alive": server.keep_alive_s,
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,  # request line + headers; larger: 400
     }
