@@ -22,9 +22,8 @@ def _cpu_per_stream(phase: dict) -> str:
     cpu = phase.get("cpu_ms_per_stream")
     if not cpu:
         return ""
-    return "; CPU per stream through the proxy: " + ", ".join(
-        f"{name} {ms:.2f} ms" for name, ms in cpu.items()
-    )
+    order = [n for n in ("proxy", "backend", "load client") if n in cpu]
+    return "; CPU per stream in that phase: " + ", ".join(f"{n} {cpu[n]:.2f} ms" for n in order)
 
 
 def render(rel: dict, soak: dict | None) -> str:
