@@ -12,7 +12,8 @@ Scope: plain `http://` POSTs with an in-memory body, built by `Upstream._request
 proxies from the environment, streamed uploads and everything `proxy/passthrough.py` relays keep
 httpx's own transport. Behaviour kept from it: the pool (at most `max_connections` open, idle
 ones kept `keepalive_expiry` seconds, at most `max_keepalive` of them), httpx's timeouts
-(connect, read = the longest silence between bytes, pool), and its exceptions (ConnectError,
+(connect, read = the longest silence between bytes, pool; a backend that never reads the body
+times out reading the answer, as long as httpx's write timeout would), and its exceptions (ConnectError,
 ConnectTimeout, ReadTimeout, ReadError, RemoteProtocolError, LocalProtocolError, PoolTimeout),
 which `proxy.errors.from_exception` maps. Closing a response before its end closes the
 connection, so a client that leaves closes the backend call. A connection goes back to the pool
@@ -199,6 +200,8 @@ class _Conn(asyncio.Protocol):
             and not self.to_close
             and not self.chunks
             and self.keep_alive
+            and self.transport is not None
+            and not self.transport.get_write_buffer_size()  # all of the request went out
         )
 
     def close(self) -> None:

@@ -298,3 +298,25 @@ def test_read_timeout_counts_silence_not_total_time():
         assert got == b"ok" * 6
 
     asyncio.run(main())
+
+
+def test_connection_still_sending_its_body_is_not_reused():
+    early = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\n\r\n{}"
+
+    async def answer_early(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")  # the head only: the body is never read
+        writer.write(early)
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async def main():
+        async with Server(answer_early) as srv:
+            t = FastTransport()
+            resp = await fetch(
+                t, post(srv.url, body=b"x" * (64 << 20))
+            )  # more than fits in buffers
+            assert resp.status_code == 413
+            assert t._n_idle == 0  # the rest of the body would be read as the next request
+            await t.aclose()
+
+    asyncio.run(main())
