@@ -11,6 +11,11 @@ def summary(t) -> dict:
     return {"p50": _report.percentile(ms, 50), "p99": _report.percentile(ms, 99), "n": len(ms)}
 
 
+def _cpu_per_request(t) -> str:
+    cpu = getattr(t, "cpu_s", 0.0)
+    return f"{cpu / len(t.times) * 1e6:,.0f}" if cpu and t.times else "–"
+
+
 def render(res: dict, command: str, info: dict, facts: dict) -> str:
     a = res["args"]
     base = summary(res["passthrough"][0])
@@ -25,7 +30,7 @@ def render(res: dict, command: str, info: dict, facts: dict) -> str:
                 if added
                 else ["–", "–"]
             )
-            + [f"{rps:,.0f}", str(len(t.problems))]
+            + [_cpu_per_request(t), f"{rps:,.0f}", str(len(t.problems))]
         )
     lines = [
         "## Proxy: added latency and throughput",
@@ -54,9 +59,14 @@ def render(res: dict, command: str, info: dict, facts: dict) -> str:
         "",
         _report.table(
             ["target", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms"]
-            + [f"req/s at concurrency {a['concurrency']}", "failed checks"],
+            + ["server CPU µs/request", f"req/s at concurrency {a['concurrency']}"]
+            + ["failed checks"],
             rows,
         ),
+        "",
+        "Server CPU: the CPU time (all threads, from /proc) of the process answering the target's "
+        "timed latency requests, per request; for a proxy its own process only, not the backend "
+        "behind it. Unlike latency it changes little with other work on the machine.",
         "",
     ]
     lines += _render_cached(res, base)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -56,6 +57,8 @@ class Target:
     times: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     last_headers: dict = field(default_factory=dict)
+    pid: int | None = None  # the server process answering (its CPU is measured per request)
+    cpu_s: float = 0.0  # that process's CPU over the timed latency requests
 
     def check(self, resp: httpx.Response) -> None:
         if resp.status_code != 200:
@@ -79,9 +82,24 @@ def chat_body(content: str) -> bytes:
     ).encode()
 
 
-def target(name: str, base: str, key: str, body: bytes, **want: str) -> Target:
+def target(name: str, base: str, key: str, body: bytes, pid=None, **want: str) -> Target:
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    return Target(name, base + "/v1/chat/completions", headers, body, dict(want))
+    return Target(name, base + "/v1/chat/completions", headers, body, dict(want), pid=pid)
+
+
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds a process (all its threads) has used: /proc's schedstat (ns) on Linux, 0
+    where there is none. Robust to other work on the machine, unlike wall time."""
+    if pid is None:
+        return 0.0
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += int((task / "schedstat").read_text().split()[0])
+    except OSError:
+        return 0.0
+    return total / 1e9
 
 
 async def one(client: httpx.AsyncClient, t: Target) -> float:
@@ -102,8 +120,10 @@ async def latency(targets: list[Target], n: int, rounds: int, warmup: int) -> No
         per = max(1, n // rounds)
         for r in range(rounds):
             for t in targets[r % len(targets) :] + targets[: r % len(targets)]:
+                cpu = cpu_s(t.pid)
                 for _ in range(per):
                     t.times.append(await one(client, t))
+                t.cpu_s += cpu_s(t.pid) - cpu
 
 
 async def throughput(t: Target, total: int, concurrency: int) -> tuple[float, int]:
@@ -225,20 +245,32 @@ def _run(args: argparse.Namespace, res: dict, redis_url: str | None, prefix: str
 
         small = chat_body("Say the special magic number.")
         passthrough = [
-            target("backend alone", fake.base, "sk-fake", small),
+            target("backend alone", fake.base, "sk-fake", small, fake.proc.pid),
             target(
-                "cprs-proxy", ours.base, KEYS["compress"], small, **{"x-cprs-compressed": "false"}
+                "cprs-proxy",
+                ours.base,
+                KEYS["compress"],
+                small,
+                ours.proc.pid,
+                **{"x-cprs-compressed": "false"},
             ),
         ]
         if before:
             label = f"cprs-proxy, baseline ({args.baseline_label})"
             passthrough.append(
                 target(
-                    label, before.base, KEYS["compress"], small, **{"x-cprs-compressed": "false"}
+                    label,
+                    before.base,
+                    KEYS["compress"],
+                    small,
+                    before.proc.pid,
+                    **{"x-cprs-compressed": "false"},
                 )
             )
         if lite:
-            passthrough.append(target("LiteLLM proxy", lite.base, KEYS["litellm"], small))
+            passthrough.append(
+                target("LiteLLM proxy", lite.base, KEYS["litellm"], small, lite.proc.pid)
+            )
         print("[proxy-bench] pass-through latency ...", file=sys.stderr, flush=True)
         asyncio.run(latency(passthrough, args.requests, args.rounds, args.warmup))
         res["rps"] = {}

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
+import time
 from contextlib import asynccontextmanager
 
 import httpx
@@ -52,7 +54,9 @@ def create_app(
         start = getattr(holder.current.engine, "start", None)
         if start is not None:
             await start()
-        tasks = [asyncio.get_running_loop().create_task(_watch(holder))]
+        _freeze("startup")
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(_watch(holder)), loop.create_task(_freeze_when_loaded(holder))]
         sighup = _install_sighup(holder)
         try:
             yield
@@ -86,6 +90,30 @@ def _warm(config: ProxyConfig) -> None:
     TokenCounter("gpt-4o").count("warm")
     TokenCounter("").count("warm")
     warm_routes(config.models)
+
+
+async def _freeze_when_loaded(holder: StateHolder, wait_s: float = 600.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not holder.current.engine.ready()[0]:
+        await asyncio.sleep(1.0)
+    _freeze("engine loaded")
+
+
+_FROZEN: set[str] = set()  # process-wide, like the collector itself
+
+
+def _freeze(stage: str) -> None:
+    """Move what startup built (litellm's tables, tiktoken, the critic once loaded) out of the
+    garbage collector's view, once per stage and process. Otherwise every full collection
+    walks those hundreds of thousands of long-lived objects: a 320 ms pause every few thousand
+    requests, and -22% CPU per request once they are frozen (in process, as in
+    benchmarks/proxy_cpu.py). Garbage is collected first, so none is frozen; frozen objects
+    are still freed when their last reference goes (only cycles among them would stay)."""
+    if stage in _FROZEN:
+        return
+    _FROZEN.add(stage)
+    gc.collect()
+    gc.freeze()
 
 
 async def _watch(holder: StateHolder) -> None:

@@ -112,6 +112,7 @@ class ServerSettings(_Strict):
     # expiry, so clients close idle connections first (no close racing their next request).
     keep_alive_s: float = Field(10.0, gt=0)
     http: Literal["auto", "httptools", "h11"] = "auto"  # HTTP parser; auto: httptools if there
+    loop: Literal["auto", "uvloop", "asyncio"] = "auto"  # event loop; auto: uvloop if there
 
 
 class LogSettings(_Strict):

@@ -9,8 +9,8 @@ first the work is cancelled - that closes any backend connection it had open - a
 ClientDisconnect is raised, which the chat route logs as 499. Shared compressions are not lost:
 the cache runs them in their own task (single flight), so they finish and are stored.
 
-Once the work returns a response the watch stops; a streaming response watches for the
-disconnect itself from then on.
+Once the work returns a response the watch stops; a streaming response (`_RelayResponse` in
+proxy/chat.py) runs its own watch over the stream from then on.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ T = TypeVar("T")
 
 
 class DisconnectWatch:
-    def __init__(self, receive: Receive):
+    def __init__(self, receive: Receive, *, body_read: bool = False):
         self._receive = receive
         self._body_read = asyncio.Event()
+        if body_read:  # a response that streams: the body was read long ago
+            self._body_read.set()
         self._gone = False
         self._done = False
 

@@ -21,7 +21,10 @@ connection that closes mid-request, or bytes that are not HTTP after the connect
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import json
+import logging
 from typing import Any
 
 import h11
@@ -42,6 +45,44 @@ def _json_error(status: int, reason: bytes, message: str, type_: str, code: str)
         b"connection: close\r\n\r\n",
         body,
     ]
+
+
+class _CoalescedWrites:
+    """A connection's transport whose writes within one event-loop turn go out in one `send`.
+
+    uvicorn writes a response's head and its body separately, one system call each (and, on
+    loopback, each one wakes the reader): a tenth of a pass-through request's CPU. Buffered
+    writes are flushed at the next turn of the loop, or before the connection closes."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport, self._loop = transport, loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _HeadDeadline:
@@ -101,7 +142,7 @@ class GuardedH11Protocol(_HeadDeadline, H11Protocol):
         return self.conn.their_state is h11.IDLE  # (part of) a request head, not complete yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -132,7 +173,7 @@ def _httptools_protocol() -> type | None:
             return not self._head_done
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(_CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
             self._arm_head_timer()
 
         def data_received(self, data: bytes) -> None:
@@ -184,10 +225,49 @@ def guarded_protocol(header_timeout_s: float, http: str = "auto") -> type:
     return type(base.__name__, (base,), {"header_timeout_s": header_timeout_s})
 
 
+def loop_setting(loop: str) -> str:
+    """uvicorn's `loop` for `server.loop`: uvloop (a dependency of the proxy; -12% CPU per
+    pass-through request in BENCHMARKS.md) through `new_event_loop` below, or asyncio's."""
+    if loop == "asyncio" or (loop == "auto" and _uvloop_class() is None):
+        return "asyncio"
+    if _uvloop_class() is None:
+        raise RuntimeError("server.loop is uvloop, and uvloop is not installed")
+    return "proxy.http_limits:new_event_loop"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    cls = _uvloop_class()
+    assert cls is not None
+    return cls()
+
+
+@functools.cache
+def _uvloop_class() -> type | None:
+    """uvloop's loop, except that closing it with handles still open (a library's idle
+    keep-alive connection at shutdown, say) logs a warning where uvloop raises EBUSY: asyncio's
+    own loop closes without complaint there, and an exiting server has nothing left to do."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+
+    class Loop(uvloop.Loop):  # type: ignore[misc, name-defined]
+        def close(self) -> None:
+            try:
+                super().close()
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                logging.getLogger(__name__).warning("event loop closed with handles open")
+
+    return Loop
+
+
 def uvicorn_settings(server: ServerSettings) -> dict[str, Any]:
     """uvicorn.run / uvicorn.Config keyword arguments for the proxy's read deadlines."""
     return {
         "http": guarded_protocol(server.header_timeout_s, server.http),
+        "loop": loop_setting(server.loop),
         "timeout_keep_alive": server.keep_alive_s,
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,  # request line + headers; larger: 400
     }

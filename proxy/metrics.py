@@ -32,6 +32,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple, object] = {}
         self.requests = Counter(
             "cprs_requests", "chat requests", (*_BASE, "status", "compressed"), registry=r
         )
@@ -119,6 +120,17 @@ class Metrics:
         )
         self.in_flight = Gauge("cprs_requests_in_flight", "chat requests being served", registry=r)
         self.reloads = Counter("cprs_config_reloads", "config reloads", ("result",), registry=r)
+
+    def child(self, metric, *labels: str):
+        """`metric.labels(*labels)`, remembered: prometheus_client validates the values and
+        takes a lock on every `labels` call, and every request makes six of them. The values
+        are already bounded (tenants, routes, arms, statuses), as prometheus_client's own
+        table of children is."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def cache_error(self, kind: str) -> None:
         """The cache's on_error hook."""

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from proxy.errors import from_exception, redact, upstream_error_from_response
+from proxy.fasthttp import FastTransport
 from proxy.jsonsafe import dumps
 from proxy.responsecheck import require_json, require_sse
 from proxy.routing import Backend
@@ -69,6 +70,26 @@ class Upstream:
         # parsing every answer's Set-Cookie into a jar nobody reads was 15% of the proxy's CPU
         # per request (cProfile over benchmarks/proxy_cpu.py).
         self.client._cookies = _NoCookies()
+        # Chat-shaped calls to plain-HTTP backends take the lean transport (proxy/fasthttp.py),
+        # unless a transport was injected (tests) or the environment names an HTTP proxy (only
+        # httpx's own transport honours one).
+        self._fast: FastTransport | None = None
+        if transport is None and not _env_proxies():
+            self._fast = FastTransport(
+                max_connections=1000, max_keepalive=100, keepalive_expiry=4.0
+            )
+
+    async def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        fast = self._fast
+        if fast is None or request.url.scheme != "http":
+            return await self.client.send(request, stream=stream)
+        resp = await fast.handle_async_request(request)
+        if not stream:
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        return resp
 
     def _request(
         self, b: Backend, body: dict, url: str | None = None, auth: dict | None = None
@@ -108,7 +129,7 @@ class Upstream:
         if not b.passthrough and url is None:
             return await _litellm_complete(b, body)
         try:
-            resp = await self.client.send(self._request(b, body, url, auth))
+            resp = await self._send(self._request(b, body, url, auth), stream=False)
         except Exception as exc:
             raise from_exception(exc) from exc
         kept = _kept(resp.headers, _secrets(b))
@@ -129,7 +150,7 @@ class Upstream:
         if not b.passthrough and url is None:
             return {}, await _litellm_stream(b, body)
         try:
-            resp = await self.client.send(self._request(b, body, url, auth), stream=True)
+            resp = await self._send(self._request(b, body, url, auth), stream=True)
         except Exception as exc:
             raise from_exception(exc) from exc
         kept = _kept(resp.headers, _secrets(b))
@@ -143,12 +164,12 @@ class Upstream:
             raise upstream_error_from_response(resp.status_code, content, _secrets(b), kept)
         chunks = _relay(resp, _secrets(b))
         try:  # the first bytes must look like SSE before the client is told 200
-            first = await anext(chunks, b"")
+            first = await anext(chunks)  # a peek: _relay yields its first chunk twice
             require_sse(first, resp.headers.get("content-type"))
         except BaseException:
             await chunks.aclose()
             raise
-        return kept, _prepend(first, chunks)
+        return kept, chunks
 
     async def list_models(self, b: Backend, timeout_s: float = 10.0) -> list[dict]:
         """The backend's own `GET /models` entries (OpenAI format); raises on any failure."""
@@ -165,26 +186,45 @@ class Upstream:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self._fast is not None:
+            await self._fast.aclose()
 
 
 async def _relay(resp: httpx.Response, secrets: tuple[str, ...]) -> AsyncIterator[bytes]:
+    """The backend's body as it comes, empty chunks dropped, errors as ProxyErrors; closing it
+    closes the response. The first chunk (b"" when the body is empty) is yielded twice: once
+    for `Upstream.stream` to look at before the client is told 200, then as the stream's first
+    chunk - no second generator stacked on top, as this runs for every chunk of every stream.
+    Without a content-encoding the response's byte stream is read directly (httpx's decoding
+    layers would pass the bytes through unchanged)."""
+    raw = resp.aiter_bytes() if "content-encoding" in resp.headers else resp.stream
+    chunks = raw.__aiter__()
     try:
-        async for chunk in resp.aiter_bytes():
+        first = b""
+        async for chunk in chunks:
+            if chunk:
+                first = chunk
+                break
+        yield first  # the peek
+        yield first
+        async for chunk in chunks:
             if chunk:
                 yield chunk
     except Exception as exc:
         raise from_exception(exc, secrets) from exc
     finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
         await resp.aclose()
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+def _env_proxies() -> bool:
     try:
-        yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+        from httpx._utils import get_environment_proxies
+    except ImportError:  # pragma: no cover - a newer httpx: assume one may be set
+        return True
+    return any(v is not None for v in get_environment_proxies().values())
 
 
 def _kept(headers: httpx.Headers, secrets: tuple[str, ...]) -> dict[str, str]:

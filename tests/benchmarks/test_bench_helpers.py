@@ -134,6 +134,17 @@ def test_engine_reading_follows_the_numbers():
     assert "does not grow as a straight line" in curved and "grows with length" in curved
 
 
+def test_server_cpu_is_read_per_process():
+    import os
+
+    from benchmarks.proxy_bench import cpu_s
+
+    start = cpu_s(os.getpid())
+    sum(i * i for i in range(300_000))  # some CPU of our own
+    assert cpu_s(os.getpid()) > start
+    assert cpu_s(None) == 0.0
+
+
 def test_proxy_report_subtracts_the_backend():
     from benchmarks._proxy_report import render
     from benchmarks.proxy_bench import Target
@@ -154,5 +165,8 @@ def test_proxy_report_subtracts_the_backend():
     }
     facts = {"ours": {"litellm": "1.106.2", "uvloop": False}}
     text = render(res, "cmd", _report.machine(with_torch=False), facts)
-    assert "| cprs-proxy | 3.00 | 3.00 | +2.00 | +2.00 | 300 | 0 |" in text
+    assert "| cprs-proxy | 3.00 | 3.00 | +2.00 | +2.00 | – | 300 | 0 |" in text
+    res["passthrough"][1].cpu_s = 0.0006  # over its 3 requests
+    text = render(res, "cmd", _report.machine(with_torch=False), facts)
+    assert "| cprs-proxy | 3.00 | 3.00 | +2.00 | +2.00 | 200 | 300 | 0 |" in text
     assert "Not measured: the engine was not ready (x)" in text

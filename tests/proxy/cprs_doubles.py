@@ -164,8 +164,8 @@ class ServerThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
-            **uvicorn_kwargs,
-        )
+            **{"loop": "asyncio", **uvicorn_kwargs},  # a test double; the proxy's own settings
+        )  # (uvicorn_settings) choose uvloop where they are passed
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -18,6 +18,14 @@ from benchmarks import _report
 SECTION = "reliability-figures"
 
 
+def _cpu_per_stream(phase: dict) -> str:
+    cpu = phase.get("cpu_ms_per_stream")
+    if not cpu:
+        return ""
+    order = [n for n in ("proxy", "backend", "load client") if n in cpu]
+    return "; CPU per stream in that phase: " + ", ".join(f"{n} {cpu[n]:.2f} ms" for n in order)
+
+
 def render(rel: dict, soak: dict | None) -> str:
     m = rel.get("_machine", {})
     kinds = rel.get("bad_input_kinds", {})
@@ -73,7 +81,9 @@ def render(rel: dict, soak: dict | None) -> str:
             f"through the proxy {p['requests']} streams ({p['rps']}/s), {p['errors']} errors; "
             f"direct {d['requests']} ({d['rps']}/s), {d['errors']} errors; time to first byte "
             f"p50 {p['ttfb_p50_ms']:.0f} ms vs {d['ttfb_p50_ms']:.0f} ms, p99 "
-            f"{p['ttfb_p99_ms']:.0f} ms vs {d['ttfb_p99_ms']:.0f} ms ({ld['ttfb_p99_ratio']}× direct) |"
+            f"{p['ttfb_p99_ms']:.0f} ms vs {d['ttfb_p99_ms']:.0f} ms ({ld['ttfb_p99_ratio']}× direct)"
+            + _cpu_per_stream(p)
+            + " |"
         )
     if "tenant_isolation" in rel:
         t = rel["tenant_isolation"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -67,13 +68,38 @@ async def phase(url: str, key: str, seconds: float, streams: int) -> dict:
     }
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(url: str, key: str, procs: dict) -> dict:
+    """A load phase, with the CPU each process spent per finished stream (the proxy's CPU per
+    stream is what decides its time to first byte on saturated cores)."""
+    before = {name: cpu_s(p.pid) for name, p in procs.items()}
+    client = time.process_time()
+    result = asyncio.run(phase(url, key, SECONDS, STREAMS))
+    spent = {name: cpu_s(p.pid) - before[name] for name, p in procs.items()}
+    spent["load client"] = time.process_time() - client
+    n = max(result["requests"], 1)
+    result["cpu_ms_per_stream"] = {name: round(s * 1000 / n, 2) for name, s in spent.items()}
+    return result
+
+
 def test_200_concurrent_streams_for_60s(tmp_path, figures):
     with (
         spawn(tmp_path, "backend") as backend,
         spawn(tmp_path, "proxy", "--backend", backend.url) as proxy,
     ):
-        via_proxy = asyncio.run(phase(proxy.url, "sk-load", SECONDS, STREAMS))
-        direct = asyncio.run(phase(backend.url, "sk-backend-load", SECONDS, STREAMS))
+        procs = {"proxy": proxy, "backend": backend}
+        via_proxy = measured(proxy.url, "sk-load", procs)
+        direct = measured(backend.url, "sk-backend-load", {"backend": backend})
+    print(f"load: through the proxy {via_proxy}\nload: direct {direct}")
     figures["load"] = {
         "streams": STREAMS,
         "seconds": SECONDS,
