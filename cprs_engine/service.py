@@ -219,7 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: best found)")
     serve.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=["auto", "fp32", "bf16", "int8"],
         help="auto (default): bf16 autocast where the CPU has native bf16, else fp32",
     )
     serve.add_argument(

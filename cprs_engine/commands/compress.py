@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device (default: best found)")
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=["auto", "fp32", "bf16", "int8"],
         help="auto (default): bf16 autocast where the CPU has native bf16, else fp32",
     )
     parser.add_argument("--max-bytes", type=int, default=MAX_FILE_BYTES, help="largest input")

@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--windows-per-pass", type=int, default=None, help="override rho")
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=["auto", "fp32", "bf16", "int8"],
         default=None,
         help="critic precision (default auto: bf16 autocast where the CPU has native bf16)",
     )
