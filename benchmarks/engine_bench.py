@@ -284,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--write", metavar="FILE", help="replace the engine-bench section of FILE")
+    p.add_argument(
+        "--section",
+        default=None,
+        help=f"the marked section --write replaces (default {SECTION}; with --long, "
+        f"{SECTION}-long, so the million-token rows sit beside the main table)",
+    )
     p.add_argument("--lengths", help="comma-separated context lengths in tokens")
     p.add_argument("--shapes", default=None, help="comma-separated: tiny,default")
     p.add_argument("--quick", action="store_true", help="smoke run: 2K/4K/8K, tiny only")
@@ -325,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     text = render(rows, _report.command_line("benchmarks.engine_bench", argv), info)
     print(text)
     if args.write:
-        _report.replace_section(args.write, SECTION, text)
-        print(f"\nwrote the {SECTION} section of {args.write}", file=sys.stderr)
+        section = args.section or (f"{SECTION}-long" if args.long else SECTION)
+        _report.replace_section(args.write, section, text)
+        print(f"\nwrote the {section} section of {args.write}", file=sys.stderr)
     return 0
 
 

@@ -14,8 +14,14 @@
                            x_q: int8, one scale per row (token), made per call (absmax / 127)
 
 Why int8: on a CPU with AVX512-VNNI an int8 dot product does twice the multiply-adds of a bf16
-one per instruction (`vpdpbusd` against `vdpbf16ps`), and the critic's time is mostly its
-projections. `torch._int_mm` runs the int8 x int8 -> int32 product through oneDNN.
+one per instruction (`vpdpbusd` against `vdpbf16ps`); `torch._int_mm` runs the int8 x int8 ->
+int32 product through oneDNN (measured here 1.3-1.5x a bf16 `F.linear` at the critic's shapes).
+What limits the gain (profiled on the 2-core AMD EPYC, BENCHMARKS.md): the projections were
+only ~23% of the bf16 engine's time; the rest was autocast's weight copies (~26%, gone with
+`cast_blocks_bf16`), eager elementwise ops (norms, rotary, SiLU, and for int8 the quantize and
+dequantize passes: each a trip through memory) and attention. Compiled, int8's time is ~55%
+SDPA (CPU flash attention over 565-token rows runs at ~70 GFLOP/s in bf16, a sixth of a GEMM's
+rate, and attention is 15% of the FLOPs) and ~30% the int8 products themselves.
 
 Why per-row activation scales, not the per-tensor ones of `torch.ao`'s `quantize_dynamic`: a
 row's scale then depends on that token alone, so a window's scores do not depend on which other

@@ -166,6 +166,21 @@ def test_engine_urls_follow_the_replica_count_and_namespace(replicas):
 
 
 @needs_helm
+def test_engine_precision_and_compile_reach_the_engine_args():
+    objects = render(sets={**BASE, "engine.precision": "int8", "engine.compile": True})
+    validate(objects)
+    args = parse_cprs_args(
+        container(by_kind(objects, "StatefulSet")["rel-cprs-proxy-engine"])["args"]
+    )
+    assert (args.precision, args.compile) == ("int8", True)
+    plain = render(sets=BASE)
+    args = parse_cprs_args(
+        container(by_kind(plain, "StatefulSet")["rel-cprs-proxy-engine"])["args"]
+    )
+    assert (args.precision, args.compile) == (None, False)
+
+
+@needs_helm
 def test_zero_engine_replicas_fail_to_render_while_the_engine_is_enabled():
     failed = render(sets={**BASE, "engine.replicas": 0}, check=False)
     assert failed.returncode != 0 and "engine.replicas must be at least 1" in failed.stderr
