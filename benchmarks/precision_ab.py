@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precisions", default="bf16-percall,bf16,int8,bf16+compile,int8+compile")
-    p.add_argument("--write", metavar="FILE", help=f"replace the {SECTION} section of FILE")
+    p.add_argument("--write", metavar="FILE", help="replace the --section section of FILE")
+    p.add_argument("--section", default=SECTION, help=f"marked section (default {SECTION})")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -97,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     if args.write:
-        _report.replace_section(args.write, SECTION, text)
-        print(f"\nwrote the {SECTION} section of {args.write}", file=sys.stderr)
+        _report.replace_section(args.write, args.section, text)
+        print(f"\nwrote the {args.section} section of {args.write}", file=sys.stderr)
     return 0
 
 
