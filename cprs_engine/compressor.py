@@ -229,7 +229,7 @@ class Compressor:
         )
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        return encoding.count(self.tokenizer, text)  # chunked: same count, bounded memory
 
     def tag_id(self, word: str) -> int:
         """The vocabulary row that scores `word`: its first token, as the reference does."""
