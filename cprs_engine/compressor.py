@@ -11,10 +11,14 @@
        -> granularity -> weak neighbours (`weak_threshold`) -> budget    (decoding.py)
 
 Precision: on CUDA the weights are bf16. On a CPU whose oneDNN has native bf16 (AVX512-BF16,
-AMX) `precision="auto"` runs the matmuls under bf16 autocast with fp32 weights, norms and
-softmax; the default critic was trained that way, and it is about twice as fast as fp32.
-Elsewhere, or with `precision="fp32"`, everything is fp32. The engine version names the
-precision, so a cache never mixes outputs of the two.
+AMX) `precision="auto"` runs the matmuls under bf16 autocast with fp32 norms and softmax; the
+default critic was trained that way, and it is about twice as fast as fp32. `load` stores the
+blocks' weights in bf16 up front, which autocast would otherwise cast on every call: the same
+values, so the same outputs, without the copies (inference.py). Elsewhere, or with
+`precision="fp32"`, everything is fp32. `precision="int8"` (CPU): int8 projections with
+per-token activation scales (inference.py), attention and heads as in bf16. `compile=True`
+(load only) wraps each block in torch.compile. The engine version names the precision, so a
+cache never mixes outputs of two.
 
 The forward pass's memory depends on w and rho only. What grows with the document is the
 document itself and its per-token arrays: ids, offsets, tags, support and scores in numpy
@@ -26,6 +30,7 @@ the total. Same input, same output: no sampling anywhere.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from dataclasses import dataclass
@@ -47,7 +52,7 @@ from cprs_engine.windows import split_windows
 
 CODE_VERSION = "4"  # bump when decoding changes what a given model outputs (cache keys use it)
 _OWN = object()  # `Compressor.decode`'s "use my own threshold"
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def cpu_has_bf16() -> bool:
@@ -60,12 +65,25 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def cpu_has_int8_mm() -> bool:
+    """Whether this torch build multiplies int8 matrices on the CPU (`torch._int_mm`)."""
+    import torch
+
+    try:
+        a = torch.ones(32, 32, dtype=torch.int8)
+        return int(torch._int_mm(a, a)[0, 0]) == 32
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
 def resolve_precision(precision: str, device_type: str) -> str:
     """`auto` -> the precision this device runs best: bf16 on CUDA and bf16-capable CPUs."""
     if precision not in PRECISIONS:
         raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}", param="precision")
     if device_type != "cpu":
         return "bf16"  # CUDA weights are bf16 already (checkpoint.load)
+    if precision == "int8" and not cpu_has_int8_mm():
+        raise InvalidInput("precision int8 needs torch._int_mm on this CPU", param="precision")
     if precision == "auto":
         return "bf16" if cpu_has_bf16() else "fp32"
     return precision
@@ -159,8 +177,19 @@ class Compressor:
         self.prompt_thresholds = prompts.check_thresholds(prompt_thresholds or {})
         device_type = next(model.parameters()).device.type
         self.precision = resolve_precision(precision, device_type)
-        self._autocast = self.precision == "bf16" and device_type == "cpu"
+        if self.precision == "int8":
+            from cprs_engine import inference
+
+            if not inference.is_quantized(model):  # the caller's model stays as it was
+                model = inference.quantize_int8(copy.deepcopy(model))
+            self.model = model
+        self._autocast = device_type == "cpu" and (
+            self.precision == "bf16" or (self.precision == "int8" and cpu_has_bf16())
+        )
+        layers = getattr(getattr(self.model, "model", None), "layers", [])
+        compiled = any(type(m).__name__ == "OptimizedModule" for m in layers)
         opts = ".l" if self.linked_windows else ""
+        opts += ".tc" if compiled else ""  # compiled kernels may round differently
         opts += "" if keep_threshold is None else f".k{keep_threshold:g}"
         opts += "" if weak_threshold is None else f".t{weak_threshold:g}"
         opts += prompts.thresholds_tag(self.prompt_thresholds)
@@ -170,12 +199,31 @@ class Compressor:
 
     @classmethod
     def load(
-        cls, checkpoint: str | os.PathLike | None = None, *, device: str | None = None, **opts
+        cls,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        device: str | None = None,
+        compile: bool = False,
+        cast_weights: bool = True,
+        **opts,
     ):
-        """The shipped default critic when `checkpoint` is None; raises CheckpointNotFound."""
+        """The shipped default critic when `checkpoint` is None; raises CheckpointNotFound.
+
+        The model is ours here, so it is transformed in place for its precision (bf16 block
+        weights, or int8; `cast_weights=False` keeps fp32 weights under bf16 autocast, the
+        engine before the cast, for benchmarks) and, with `compile`, compiled."""
+        from cprs_engine import inference
         from cprs_engine.checkpoint import load
 
         loaded = load(checkpoint, device=device)
+        device_type = next(loaded.model.parameters()).device.type
+        precision = resolve_precision(opts.get("precision", "auto"), device_type)
+        if device_type == "cpu" and precision == "int8":
+            inference.quantize_int8(loaded.model)
+        elif device_type == "cpu" and precision == "bf16" and cast_weights:
+            inference.cast_blocks_bf16(loaded.model)
+        if compile:
+            inference.compile_blocks(loaded.model)
         defaults = {
             k: loaded.meta[k]
             for k in (
@@ -194,7 +242,7 @@ class Compressor:
         )
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        return encoding.count(self.tokenizer, text)  # chunked: same count, bounded memory
 
     def tag_id(self, word: str) -> int:
         """The vocabulary row that scores `word`: its first token, as the reference does."""

@@ -47,3 +47,13 @@ def encode(tokenizer, text: str, chunk_chars: int = CHUNK_CHARS) -> tuple[np.nda
         ids.append(np.asarray(enc["input_ids"], dtype=np.int32))
         offsets.append(np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2) + a)
     return np.concatenate(ids), np.concatenate(offsets)
+
+
+def count(tokenizer, text: str, chunk_chars: int = CHUNK_CHARS) -> int:
+    """len(ids) of `encode(tokenizer, text)`, chunk by chunk, holding no per-token array: a
+    compressed text can be most of a million-token document."""
+    bounds = [0, *cut_points(text, chunk_chars), len(text)]
+    return sum(
+        len(tokenizer(text[a:b], add_special_tokens=False)["input_ids"])
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    )

@@ -164,6 +164,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.hidden_size, nkv * hs, bias=cfg.attention_bias)
         self.v_proj = nn.Linear(cfg.hidden_size, nkv * hs, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(nh * hs, cfg.hidden_size, bias=False)
+        self.qkv: nn.Module | None = None  # q|k|v fused, set by int8.quantize_int8
 
     def forward(
         self,
@@ -176,9 +177,13 @@ class Attention(nn.Module):
         """Output and this call's rotated (k, v). `prefix_kv` (from a batch-1 pass over a
         shared prefix) is prepended to the keys and values: rows attend to it as to their own."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_proj(x).view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = self.v_proj(x).view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if self.qkv is not None:
+            q, k, v = self.qkv(x).split([self.nh * self.hs, *[self.nkv * self.hs] * 2], dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(B, T, self.nh, self.hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, self.nkv, self.hs).transpose(1, 2)  # (B, nkv, T, hs)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         kv = (k, v)
         if prefix_kv is not None:
@@ -197,9 +202,14 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.gate_up: nn.Module | None = None  # gate|up fused, set by int8.quantize_int8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up is not None:
+            gate, up = self.gate_up(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):

@@ -204,17 +204,25 @@ def split_windows(
     assert starts.min() >= 0 and ends.max() <= len(text), "token offsets outside the text"
     assert (np.diff(starts) >= 0).all(), "token start offsets must be non-decreasing"
 
-    cuttable = window_starts(off)
-    cut_chars = starts[cuttable]
+    # Per-token arrays in int32 (token indices and char offsets both fit) and temporaries
+    # freed as soon as used: at a million tokens each int64 array is 8 MB, and this function
+    # was the peak of a whole compression's memory (~130 B a token) before they were cut.
+    cuttable = window_starts(off).astype(np.int32)
+    cut_chars = starts[cuttable].astype(np.int32)
     # A sentence cut: the token starts inside a sentence's [P, E] gap (k = which sentence).
     ps, es = _line_gaps(text) if lines else _sentence_gaps(text)
-    k = np.searchsorted(np.asarray(ps, dtype=np.int64), cut_chars, side="right") - 1
-    in_gap = (k >= 0) & (cut_chars <= np.asarray(es, dtype=np.int64)[np.maximum(k, 0)])
+    k = np.searchsorted(np.asarray(ps, dtype=np.int64), cut_chars, side="right").astype(np.int32)
+    k -= 1
+    in_gap = cut_chars <= np.asarray(es, dtype=np.int32)[np.maximum(k, 0)]
+    in_gap &= k >= 0
     sentence_cuts = cuttable[in_gap]
     sentence_gap = k[in_gap]
+    del k, in_gap, ps, es
     # A word cut: whitespace on either side of the boundary (tier 2, for over-long sentences).
     space = _whitespace_mask(text)
-    word = space[cut_chars] | space[np.maximum(cut_chars - 1, 0)]
+    word = space[cut_chars]
+    word |= space[np.maximum(cut_chars - 1, 0)]
+    del space, cut_chars
     tiers = [cuttable[word], cuttable]  # arrays, not lists: per-token lists cost ~36 B a token
 
     bounds = [0]
@@ -263,11 +271,14 @@ def _last_at_most(sorted_arr: np.ndarray, value: int) -> int:
     return int(np.searchsorted(sorted_arr, value, side="right")) - 1
 
 
-def _whitespace_mask(text: str) -> np.ndarray:
-    """Per character (plus one past the end): is it whitespace. Vectorized over code points."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    mask = np.isin(codes, _WHITESPACE_CODES)
-    return np.append(mask, False)
+def _whitespace_mask(text: str, chunk_chars: int = 1 << 20) -> np.ndarray:
+    """Per character (plus one past the end): is it whitespace. Vectorized over code points,
+    a chunk at a time: the whole text as UTF-32 would be 4 bytes a character at once."""
+    mask = np.zeros(len(text) + 1, dtype=bool)
+    for a in range(0, len(text), chunk_chars):
+        codes = np.frombuffer(text[a : a + chunk_chars].encode("utf-32-le"), dtype=np.uint32)
+        mask[a : a + len(codes)] = np.isin(codes, _WHITESPACE_CODES)
+    return mask
 
 
 def _check(windows: list[Window], text: str, n: int) -> None:

@@ -83,7 +83,9 @@ class EngineSettings(_Strict):
     checkpoint: str | None = None  # local: None = the shipped default critic
     window_tokens: int | None = Field(None, ge=16)
     windows_per_pass: int | None = Field(None, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # local: bf16 autocast on bf16 CPUs
+    # local: auto = bf16 autocast on bf16 CPUs, else fp32; int8 = CPU int8 projections
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    compile: bool = False  # local: torch.compile the critic's blocks (a minute at start, faster)
     timeout_s: float = Field(30.0, gt=0)  # per compression; slower -> failure_mode decides
     workers: int = Field(1, ge=1, le=16)  # local: threads tokenizing and decoding
     scheduler_queue: int = Field(256, ge=1)  # local: documents queued in the engine at once

@@ -102,6 +102,7 @@ class LocalEngine:
                     ("window_tokens", self.settings.window_tokens),
                     ("windows_per_pass", self.settings.windows_per_pass),
                     ("precision", self.settings.precision),
+                    ("compile", self.settings.compile or None),
                 )
                 if v is not None
             }

@@ -57,8 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device (default: best found)")
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=["auto", "fp32", "bf16", "int8"],
         help="auto (default): bf16 autocast where the CPU has native bf16, else fp32",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the critic's blocks (CPU: faster after a one-time compile of ~1 minute)",
     )
     parser.add_argument("--max-bytes", type=int, default=MAX_FILE_BYTES, help="largest input")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -75,6 +80,7 @@ def load_compressor(args: argparse.Namespace):
             ("windows_per_pass", args.windows_per_pass),
             ("device", args.device),
             ("precision", getattr(args, "precision", None)),
+            ("compile", getattr(args, "compile", None) or None),
         )
         if v is not None
     }

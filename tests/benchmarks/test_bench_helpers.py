@@ -170,3 +170,26 @@ def test_proxy_report_subtracts_the_backend():
     text = render(res, "cmd", _report.machine(with_torch=False), facts)
     assert "| cprs-proxy | 3.00 | 3.00 | +2.00 | +2.00 | 200 | 300 | 0 |" in text
     assert "Not measured: the engine was not ready (x)" in text
+
+
+def test_engine_rows_compare_with_the_first_precision_at_each_length():
+    from benchmarks._engine_report import render, speedups
+
+    def row(precision, n, secs):
+        return _engine_row(n, secs, 500.0) | {"shape": f"default {precision}", "target_tokens": n}
+
+    rows = [row("bf16-percall", 8192, 4.0), row("int8", 8192, 2.0)]
+    rows += [row("bf16-percall", 32768, 16.0), row("int8", 32768, 10.0)]
+    assert speedups(rows) == ["", "2.00×", "", "1.60×"]
+    text = render(rows, "cmd", _report.machine(with_torch=False) | {"loadavg_1m": 0.0})
+    assert "| 2.00× |" in text and "| 1.60× |" in text
+
+
+def test_precision_names_of_the_engine_bench():
+    from benchmarks.engine_bench import split_precision
+
+    assert split_precision("int8+compile") == ("int8", True, True)
+    assert split_precision("bf16-percall") == ("bf16", False, False)
+    assert split_precision("auto") == ("auto", False, True)
+    with pytest.raises(SystemExit):
+        split_precision("bf16+fast")

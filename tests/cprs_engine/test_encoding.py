@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cprs_engine.encoding import cut_points, encode
+from cprs_engine.encoding import count, cut_points, encode
 
 PIECES = [
     "a",
@@ -62,6 +62,7 @@ def check_same(tok, text: str, chunk_chars: int) -> None:
     assert ids.dtype == np.int32 and offsets.dtype == np.int64 and offsets.shape == (len(ids), 2)
     assert ids.tolist() == want_ids
     assert [tuple(o) for o in offsets.tolist()] == want_offsets
+    assert count(tok, text, chunk_chars) == len(want_ids)
 
 
 @pytest.mark.parametrize("name", ["qwen2", "smollm2"])

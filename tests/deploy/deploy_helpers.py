@@ -33,10 +33,14 @@ needs_helm = pytest.mark.skipif(
 )
 
 
-def render(*values_files: str, sets: dict | None = None, check: bool = True):
+def render(
+    *values_files: str, sets: dict | None = None, check: bool = True, namespace: str | None = None
+):
     """`helm template` the chart; returns the objects, or the CompletedProcess when not check.
     String values go in as strings (`--set-string`), others as YAML (`--set`)."""
     cmd = [helm_binary(), "template", "rel", str(CHART)]
+    if namespace:
+        cmd += ["--namespace", namespace]
     for f in values_files:
         cmd += ["-f", str(CHART / f)]
     for key, value in (sets or {}).items():

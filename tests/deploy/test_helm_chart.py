@@ -30,12 +30,27 @@ def proxy_config(objects):
     return config_from_dict(yaml.safe_load(cm["data"]["config.yaml"]))
 
 
-def service_url(service: dict) -> str:
-    return f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
-
-
 def pod_labels(deployment: dict) -> dict:
     return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def workloads(objects) -> dict[str, dict]:
+    """Deployments and StatefulSets by name: each owns pods a Service may select."""
+    return by_kind(objects, "Deployment") | by_kind(objects, "StatefulSet")
+
+
+def engine_pod_urls(objects, namespace: str = "default") -> list[str]:
+    """What the proxy must be given: one URL per engine pod, named the way a StatefulSet names
+    its pods, under the Service the StatefulSet names as its own (so the DNS record exists)."""
+    (sts,) = by_kind(objects, "StatefulSet").values()
+    svc = by_kind(objects, "Service")[sts["spec"]["serviceName"]]
+    assert svc["spec"]["clusterIP"] == "None", "per-pod DNS needs a headless Service"
+    name, port = sts["metadata"]["name"], svc["spec"]["ports"][0]["port"]
+    svc_name = svc["metadata"]["name"]
+    return [
+        f"http://{name}-{i}.{svc_name}.{namespace}.svc:{port}"
+        for i in range(sts["spec"]["replicas"])
+    ]
 
 
 def test_values_configs_are_valid_proxy_configs():
@@ -71,10 +86,12 @@ def test_default_install_renders_and_validates():
     validate(objects)
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
-        ["ConfigMap", "Secret", "HorizontalPodAutoscaler"] + ["Deployment", "Service"] * 3
+        ["ConfigMap", "Secret", "HorizontalPodAutoscaler", "StatefulSet"]
+        + ["Deployment"] * 2
+        + ["Service"] * 3
     )
-    deployments, services = by_kind(objects, "Deployment"), by_kind(objects, "Service")
-    for name, svc in services.items():  # every Service selects exactly its Deployment's pods
+    deployments, services = workloads(objects), by_kind(objects, "Service")
+    for name, svc in services.items():  # every Service selects exactly its workload's pods
         selector = svc["spec"]["selector"]
         assert deployments[name]["spec"]["selector"]["matchLabels"] == selector
         assert selector.items() <= pod_labels(deployments[name]).items()
@@ -91,7 +108,8 @@ def test_the_proxy_config_points_at_the_rendered_services():
     cfg = proxy_config(objects)
     services = by_kind(objects, "Service")
     assert cfg.engine.mode == "remote"
-    assert cfg.engine.urls == [service_url(services["rel-cprs-proxy-engine"])]
+    assert cfg.engine.urls == engine_pod_urls(objects)
+    assert len(cfg.engine.urls) == 2  # values.yaml: engine.replicas 2
     assert cfg.cache.redis_url == "redis://rel-cprs-proxy-redis:6379/0"
     assert services["rel-cprs-proxy-redis"]["spec"]["ports"][0]["port"] == 6379
     proxy = container(by_kind(objects, "Deployment")["rel-cprs-proxy-proxy"])
@@ -108,7 +126,7 @@ def test_the_proxy_config_points_at_the_rendered_services():
 @needs_helm
 def test_engine_runs_on_gpu_nodes_and_is_ready_once_loaded():
     objects = render(sets=BASE)
-    engine = by_kind(objects, "Deployment")["rel-cprs-proxy-engine"]
+    engine = by_kind(objects, "StatefulSet")["rel-cprs-proxy-engine"]
     spec, c = engine["spec"]["template"]["spec"], container(engine)
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
@@ -128,12 +146,44 @@ def test_cpu_values_need_no_gpu():
     objects = render("values-cpu.yaml", sets=BASE)
     validate(objects)
     assert "nvidia.com/gpu" not in yaml.safe_dump_all(objects)
-    engine = by_kind(objects, "Deployment")["rel-cprs-proxy-engine"]
+    engine = by_kind(objects, "StatefulSet")["rel-cprs-proxy-engine"]
     spec, c = engine["spec"]["template"]["spec"], container(engine)
     assert "nodeSelector" not in spec and "tolerations" not in spec and "volumes" not in spec
     args = parse_cprs_args(c["args"])
     assert (args.device, args.checkpoint) == ("cpu", None)  # the shipped critic, on CPU
     assert engine["spec"]["replicas"] == 4
+    assert proxy_config(objects).engine.urls == engine_pod_urls(objects)  # four, one per pod
+
+
+@needs_helm
+@pytest.mark.parametrize("replicas", [1, 3, 7])
+def test_engine_urls_follow_the_replica_count_and_namespace(replicas):
+    objects = render(sets={**BASE, "engine.replicas": replicas}, namespace="team-a")
+    validate(objects)
+    urls = proxy_config(objects).engine.urls
+    assert urls == engine_pod_urls(objects, namespace="team-a")
+    assert len(set(urls)) == replicas
+
+
+@needs_helm
+def test_engine_precision_and_compile_reach_the_engine_args():
+    objects = render(sets={**BASE, "engine.precision": "int8", "engine.compile": True})
+    validate(objects)
+    args = parse_cprs_args(
+        container(by_kind(objects, "StatefulSet")["rel-cprs-proxy-engine"])["args"]
+    )
+    assert (args.precision, args.compile) == ("int8", True)
+    plain = render(sets=BASE)
+    args = parse_cprs_args(
+        container(by_kind(plain, "StatefulSet")["rel-cprs-proxy-engine"])["args"]
+    )
+    assert (args.precision, args.compile) == (None, False)
+
+
+@needs_helm
+def test_zero_engine_replicas_fail_to_render_while_the_engine_is_enabled():
+    failed = render(sets={**BASE, "engine.replicas": 0}, check=False)
+    assert failed.returncode != 0 and "engine.replicas must be at least 1" in failed.stderr
 
 
 @needs_helm
@@ -141,6 +191,7 @@ def test_in_process_engine_and_external_redis():
     objects = render(sets={**BASE, "engine.enabled": False, "redis.url": "redis://ext:6379/2"})
     validate(objects)
     assert sorted(by_kind(objects, "Deployment")) == ["rel-cprs-proxy-proxy"]
+    assert not by_kind(objects, "StatefulSet")
     assert sorted(by_kind(objects, "Service")) == ["rel-cprs-proxy-proxy"]
     cfg = proxy_config(objects)
     assert cfg.engine.mode == "local" and cfg.cache.redis_url == "redis://ext:6379/2"

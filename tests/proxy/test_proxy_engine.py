@@ -71,6 +71,25 @@ def test_local_engine_loads_in_the_background_and_runs_off_the_loop(monkeypatch)
     assert predicted is not None and predicted > 0  # measured while it ran
 
 
+def test_local_engine_passes_precision_and_compile_to_the_loader(monkeypatch):
+    seen = {}
+
+    def load(checkpoint, **opts):
+        seen["load"] = (checkpoint, opts)
+        return tiny_compressor(precision="fp32")
+
+    monkeypatch.setitem(sys.modules, "cprs_engine.compressor", fake_compressor_module(load))
+
+    async def go():
+        eng = LocalEngine(EngineSettings(precision="int8", compile=True))
+        await eng.start()
+        await eng._load_task
+        await eng.close()
+
+    asyncio.run(go())
+    assert seen["load"] == (None, {"precision": "int8", "compile": True})
+
+
 def test_an_abandoned_local_compression_frees_the_engine_within_a_pass(monkeypatch):
     import threading
     import time

@@ -34,6 +34,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* One URL per engine pod, from the replica count: the StatefulSet's pods under its headless
+Service (engine.yaml). Scaling the engines means a new config, which `helm upgrade` renders. */}}
+{{- define "cprs.engineUrls" -}}
+{{- if lt (int .Values.engine.replicas) 1 -}}
+{{- fail "engine.replicas must be at least 1 while engine.enabled (else set engine.enabled false)" -}}
+{{- end -}}
+{{- $name := printf "%s-engine" (include "cprs.fullname" .) -}}
+{{- range $i := until (int .Values.engine.replicas) }}
+- {{ printf "http://%s-%d.%s.%s.svc:%v" $name $i $name $.Release.Namespace $.Values.engine.port }}
+{{- end -}}
+{{- end -}}
+
 {{/* config.yaml: values.config with the deployment's own keys set over it. */}}
 {{- define "cprs.config" -}}
 {{- $c := deepCopy .Values.config -}}
@@ -47,7 +59,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $engine := deepCopy ($c.engine | default dict) -}}
 {{- if .Values.engine.enabled -}}
 {{- $_ := set $engine "mode" "remote" -}}
-{{- $_ := set $engine "urls" (list (printf "http://%s-engine:%v" (include "cprs.fullname" .) .Values.engine.port)) -}}
+{{- $_ := set $engine "urls" (include "cprs.engineUrls" . | fromYamlArray) -}}
 {{- else -}}
 {{- $_ := set $engine "mode" "local" -}}
 {{- end -}}
