@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cprs_engine import decoding, encoding, prompts, units
+from cprs_engine import decoding, doctypes, encoding, prompts, units
 from cprs_engine.errors import (
     Cancelled,
     ContextTooLong,
@@ -45,7 +45,7 @@ from cprs_engine.linking import Segments, as_segments, link_windows
 from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
-CODE_VERSION = "3"  # bump when decoding changes what a given model outputs (cache keys use it)
+CODE_VERSION = "4"  # bump when decoding changes what a given model outputs (cache keys use it)
 _OWN = object()  # `Compressor.decode`'s "use my own threshold"
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -82,6 +82,9 @@ class Scored:
     support: np.ndarray  # (n,) float32, 1 - P(O)
     scores: np.ndarray  # (n,) float32 critic scores
     timings: dict[str, float]
+    doc_type: str = doctypes.PROSE  # cprs_engine/doctypes.py
+    elision: str | None = None  # doctypes.ELISIONS; None: the type's default
+    prompt: str = ""  # the control prompt's name, for its own thresholds
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class Plan:
     prefix: list[int]  # control prompt + query, before every window
     windows: list[Segments]
     tokenize_s: float
+    doc_type: str = doctypes.PROSE
+    elision: str | None = None
+    prompt: str = ""
 
     def empty_outputs(self) -> Outputs:
         return Outputs.empty(len(self.ids))
@@ -125,13 +131,16 @@ class Compressor:
         weak_threshold: float | None = None,
         keep_threshold: float | None = None,
         linked_windows: bool = False,
+        prompt_thresholds: dict[str, dict[str, float | None]] | None = None,
     ):
         """`weak_threshold`: at sentence granularity, the support at which a kept sentence's
         neighbour joins it (`decoding.extend_weak`); `keep_threshold`: at sentence granularity,
         the support at which any token counts as kept (`decoding.lower_tags`); None keeps the
         argmax tags only. `linked_windows`: group the document's pieces by shared terms
         (linking.py) instead of cutting contiguous windows. A critic tunes its own (critic.json),
-        since they depend on how the critic is calibrated."""
+        since they depend on how the critic is calibrated. `prompt_thresholds`: per control
+        prompt name, its own `keep_threshold` / `weak_threshold` (a key present, even null,
+        overrides the global one for that prompt; critic.json's "prompts")."""
         assert window_tokens >= 16, "a window must hold at least a short sentence"
         assert windows_per_pass >= 1
         self.model = model
@@ -147,12 +156,14 @@ class Compressor:
             raise ValueError(f"keep_threshold must be in (0, 1], got {keep_threshold}")
         self.keep_threshold = keep_threshold
         self.linked_windows = bool(linked_windows)
+        self.prompt_thresholds = check_prompt_thresholds(prompt_thresholds or {})
         device_type = next(model.parameters()).device.type
         self.precision = resolve_precision(precision, device_type)
         self._autocast = self.precision == "bf16" and device_type == "cpu"
         opts = ".l" if self.linked_windows else ""
         opts += "" if keep_threshold is None else f".k{keep_threshold:g}"
         opts += "" if weak_threshold is None else f".t{weak_threshold:g}"
+        opts += prompt_thresholds_tag(self.prompt_thresholds)
         self.engine_version = f"{version}.c{CODE_VERSION}.w{window_tokens}{opts}.{self.precision}"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._tag_ids: dict[str, int] = {}
@@ -176,6 +187,8 @@ class Compressor:
             )
             if k in loaded.meta
         }
+        if "prompts" in loaded.meta:
+            defaults["prompt_thresholds"] = loaded.meta["prompts"]
         return cls(
             loaded.model, loaded.tokenizer, version=loaded.meta["version"], **(defaults | opts)
         )
@@ -202,9 +215,13 @@ class Compressor:
         prompt: str | None = None,
         budget_unit: str | None = None,
         cancel=None,
+        doc_type: str | None = None,
+        elision: str | None = None,
     ) -> CompressionResult:
         """`budget_unit` (cprs_engine/units.py): what `budget_tokens` counts, the critic's
         tokens by default or a backend's (`tiktoken:o200k_base`); the cut is exact in it.
+        `doc_type`: one of doctypes.DOC_TYPES, or None to detect it; `elision`: one of
+        doctypes.ELISIONS, or None for the type's default (decoding.decode).
         `cancel`: anything with `is_set()` (a threading.Event); once set, the work stops
         before its next forward pass with `Cancelled`, so an abandoned request frees its
         worker within one pass instead of running to the end of the document."""
@@ -216,6 +233,8 @@ class Compressor:
             instruction=instruction,
             prompt=prompt,
             cancel=cancel,
+            doc_type=doc_type,
+            elision=elision,
         )
         return self.decode(scored, budget_tokens=budget_tokens, budget_unit=budget_unit)
 
@@ -228,11 +247,14 @@ class Compressor:
         instruction: str | None = None,
         prompt: str | None = None,
         cancel=None,
+        doc_type: str | None = None,
+        elision: str | None = None,
     ) -> Scored:
         """The model's part of `compress`: every context token's tag, support and score."""
         plan = self.plan(
-            query, context, granularity=granularity, instruction=instruction, prompt=prompt
-        )
+            query, context, granularity=granularity, instruction=instruction, prompt=prompt,
+            doc_type=doc_type, elision=elision,
+        )  # fmt: skip
         t1 = time.perf_counter()
         tags, support, scores = self._score(plan.ids, plan.prefix, plan.windows, plan.tag, cancel)
         return self.scored(plan, Outputs(tags, support, scores), time.perf_counter() - t1)
@@ -245,25 +267,31 @@ class Compressor:
         granularity: str | None = None,
         instruction: str | None = None,
         prompt: str | None = None,
+        doc_type: str | None = None,
+        elision: str | None = None,
     ) -> Plan:
-        """Everything before the model: checks, the control prompt, tokens and windows."""
+        """Everything before the model: checks, the control prompt, the document's type (given
+        or detected), tokens and windows."""
         t0 = time.perf_counter()
         if not isinstance(query, str) or not query.strip():
             raise EmptyQuery("query must be a non-empty string")
         if not isinstance(context, str) or not context.strip():
             raise EmptyContext("context must be a non-empty string")
         control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
-        ids, offsets, prefix, windows = self.prepare(query, context, control.text)
+        doctypes.check_options(doc_type, elision)
+        kind = doc_type or doctypes.detect(context)
+        ids, offsets, prefix, windows = self.prepare(query, context, control.text, doc_type=kind)
         return Plan(
             context, control.granularity, control.tag, ids, offsets, prefix, windows,
-            time.perf_counter() - t0,
+            time.perf_counter() - t0, kind, elision, control.name,
         )  # fmt: skip
 
     def scored(self, plan: Plan, out: Outputs, model_s: float) -> Scored:
         timings = {"tokenize": plan.tokenize_s, "model": model_s}
         return Scored(
-            plan.context, plan.granularity, plan.offsets, out.tags, out.support, out.scores, timings
-        )
+            plan.context, plan.granularity, plan.offsets, out.tags, out.support, out.scores,
+            timings, plan.doc_type, plan.elision, plan.prompt,
+        )  # fmt: skip
 
     def decode(
         self,
@@ -274,9 +302,10 @@ class Compressor:
         weak_threshold=_OWN,
         keep_threshold=_OWN,
     ) -> CompressionResult:
-        """Tags to text (`decoding.decode`). The thresholds default to the compressor's own;
-        `cprs tune` decodes one `Scored` at several."""
+        """Tags to text (`decoding.decode`). The thresholds default to the compressor's own for
+        the scored prompt (`thresholds`); `cprs tune` decodes one `Scored` at several."""
         t2 = time.perf_counter()
+        own_keep, own_weak = self.thresholds(scored.prompt)
         compressed, spans = decoding.decode(
             scored.tags.tolist(),
             scored.offsets,
@@ -286,8 +315,10 @@ class Compressor:
             budget_tokens=budget_tokens,
             count_tokens=units.counter(budget_unit, self.count_tokens),
             support=scored.support,
-            weak_threshold=self.weak_threshold if weak_threshold is _OWN else weak_threshold,
-            keep_threshold=self.keep_threshold if keep_threshold is _OWN else keep_threshold,
+            weak_threshold=own_weak if weak_threshold is _OWN else weak_threshold,
+            keep_threshold=own_keep if keep_threshold is _OWN else keep_threshold,
+            doc_type=scored.doc_type,
+            elision=scored.elision,
         )
         out_tokens = self.count_tokens(compressed) if compressed else 0
         timings = scored.timings | {"decode": time.perf_counter() - t2}
@@ -301,10 +332,20 @@ class Compressor:
             ratio=n / max(out_tokens, 1),
             granularity=scored.granularity,
             timings=timings,
+            doc_type=scored.doc_type,
+        )
+
+    def thresholds(self, prompt: str) -> tuple[float | None, float | None]:
+        """(keep_threshold, weak_threshold) for a control prompt: its own where critic.json
+        names them, else the global ones."""
+        own = self.prompt_thresholds.get(prompt, {})
+        return (
+            own.get("keep_threshold", self.keep_threshold),
+            own.get("weak_threshold", self.weak_threshold),
         )
 
     def prepare(
-        self, query: str, context: str, control_text: str
+        self, query: str, context: str, control_text: str, *, doc_type: str = doctypes.PROSE
     ) -> tuple[np.ndarray, np.ndarray, list[int], list[Segments]]:
         """(context ids, their char offsets, the prompt+query prefix ids, the windows: each
         one or more token ranges, in document order; together they cover every token once)."""
@@ -318,7 +359,9 @@ class Compressor:
         prefix = self.tokenizer.encode(
             build_prefix(control_text, self.tokenizer.decode(q_ids)), add_special_tokens=False
         )
-        windows = split_windows(context, offsets, self.window_tokens)
+        windows = split_windows(
+            context, offsets, self.window_tokens, lines=doc_type != doctypes.PROSE
+        )
         if self.linked_windows:
             groups = link_windows(context, offsets, windows, query, self.window_tokens)
         else:
@@ -377,6 +420,34 @@ class Compressor:
                 out.support[s:e] = keep[r, k : k + e - s]
                 out.scores[s:e] = crit[r, k : k + e - s]
                 k += e - s
+
+
+def check_prompt_thresholds(table: dict) -> dict[str, dict[str, float | None]]:
+    """critic.json's "prompts": {name: {"keep_threshold"?: x | null, "weak_threshold"?: ...}}."""
+    out = {}
+    for name, entry in table.items():
+        if name not in prompts.LIBRARY or not isinstance(entry, dict):
+            raise ValueError(f"prompt thresholds: unknown prompt {name!r} or not an object")
+        own = {}
+        for key, value in entry.items():
+            if key not in ("keep_threshold", "weak_threshold"):
+                raise ValueError(f"prompt thresholds for {name!r}: unknown key {key!r}")
+            if value is not None and not 0.0 < float(value) <= 1.0:
+                raise ValueError(f"{name}.{key} must be in (0, 1] or null, got {value}")
+            own[key] = None if value is None else float(value)
+        out[name] = own
+    return out
+
+
+def prompt_thresholds_tag(table: dict[str, dict[str, float | None]]) -> str:
+    """The engine-version part naming per-prompt thresholds ("" when none): a cache key
+    changes with them."""
+    parts = []
+    for name in sorted(table):
+        for key in sorted(table[name]):
+            v = table[name][key]
+            parts.append(f"{name}{key[0]}{'off' if v is None else format(v, 'g')}")
+    return ".p-" + "-".join(parts) if parts else ""
 
 
 @dataclass(frozen=True)

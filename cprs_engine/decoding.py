@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from cprs_engine import doctypes, structure
 from cprs_engine.result import Span
 from cprs_engine.windows import paragraph_ends, sentence_ends
 
@@ -319,9 +320,14 @@ def _truncate(span: Span, budget: int, count_tokens: Callable[[str], int]) -> li
     return [Span(span.start, end, span.text[: cuts[lo - 1]], span.score)]
 
 
-def join(spans: Sequence[Span], granularity: str) -> str:
-    """The compressed text: the spans' text joined by the granularity's separator."""
-    return SEPARATORS[granularity].join(s.text for s in spans)
+def join(spans: Sequence[Span], granularity: str, *, mark: bool = False) -> str:
+    """The compressed text: the spans' text joined by the granularity's separator; with `mark`
+    (prose under `elision: marker`), a line holding `…` between every two spans (after
+    `merge`, no two spans are adjacent in the input)."""
+    sep = SEPARATORS[granularity]
+    if mark and granularity != "keyword":
+        sep = sep + structure.TEXT_MARKER + sep
+    return sep.join(s.text for s in spans)
 
 
 def decode(
@@ -338,9 +344,15 @@ def decode(
     support: Sequence[float] | None = None,
     weak_threshold: float | None = None,
     keep_threshold: float | None = None,
+    doc_type: str = doctypes.PROSE,
+    elision: str | None = None,
 ) -> tuple[str, list[Span]]:
     """The whole pipeline: lower → correct → spans → expand → weak neighbours → budget → merge
     → join.
+
+    `doc_type` other than prose, at sentence or paragraph granularity: after the spans, the
+    type's own units, context and joins (structure.py). `elision` (structure.ELISIONS): whether
+    joins carry a marker; None and `auto` are the type's default, which for prose is no marker.
 
     `support` (per token, the probability of not being O) with `keep_threshold` keeps every
     token it reaches (`lower_tags`), and with `weak_threshold` adds the weak neighbours of kept
@@ -356,6 +368,16 @@ def decode(
         assert support is not None, "keep_threshold needs the per-token support"
         tags = lower_tags(tags, support, keep_threshold)
     spans = tags_to_spans(correct_tags(tags, max_gap), offsets, text, scores, min_tokens=min_tokens)
+    mark = structure.resolve_elision(elision, doc_type, granularity)
+    if doc_type != doctypes.PROSE and granularity != "keyword":
+        if weak_threshold is not None and granularity == "sentence":
+            assert support is not None, "weak_threshold needs the per-token support"
+            lines = None if doc_type == doctypes.MARKDOWN else line_ends(text)
+            spans = extend_weak(spans, text, offsets, support, scores, weak_threshold, bounds=lines)
+        return structure.decode(
+            spans, text, doc_type, granularity,
+            budget_tokens=budget_tokens, count_tokens=count_tokens, mark=mark,
+        )  # fmt: skip
     bounds = sentence_ends(text) if granularity == "sentence" else None
     spans = expand(spans, text, granularity, bounds=bounds)
     if weak_threshold is not None and granularity == "sentence":
@@ -365,12 +387,20 @@ def decode(
         assert count_tokens is not None, "a budget needs count_tokens"
         spans = apply_budget(spans, budget_tokens, count_tokens)
     spans = merge(spans, text)
-    compressed = join(spans, granularity)
+    compressed = join(spans, granularity, mark=mark)
     while budget_tokens is not None and spans and count_tokens(compressed) > budget_tokens:
         weakest = min(range(len(spans)), key=lambda k: (spans[k].score, -spans[k].start))
         spans = spans[:weakest] + spans[weakest + 1 :]
-        compressed = join(spans, granularity)
+        compressed = join(spans, granularity, mark=mark)
     return compressed, spans
+
+
+def line_ends(text: str) -> list[int]:
+    """Char offsets just past every newline, and the text's end: lines as `bounds`."""
+    ends = [m.end() for m in re.finditer("\n", text)]
+    if not ends or ends[-1] < len(text):
+        ends.append(len(text))
+    return ends
 
 
 def check_spans(spans: Sequence[Span], text: str) -> None:

@@ -24,6 +24,7 @@ class CompressionResult:
     ratio: float  # input_tokens / max(output_tokens, 1)
     granularity: str
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    doc_type: str = "prose"  # cprs_engine/doctypes.py: how the document was decoded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,4 +40,5 @@ class CompressionResult:
             ratio=float(data["ratio"]),
             granularity=data.get("granularity", "sentence"),
             timings=dict(data.get("timings", {})),
+            doc_type=str(data.get("doc_type", "prose")),
         )

@@ -150,11 +150,13 @@ class Scheduler:
             return len(self._jobs)
 
     def plan(self, query, context, *, granularity=None, instruction=None, prompt=None,
-             budget_tokens=None, budget_unit=None, control: Control | None = None) -> Job:  # fmt: skip
+             budget_tokens=None, budget_unit=None, control: Control | None = None,
+             doc_type=None, elision=None) -> Job:  # fmt: skip
         units.check_budget(budget_tokens, budget_unit)
         plan = self.compressor.plan(
-            query, context, granularity=granularity, instruction=instruction, prompt=prompt
-        )
+            query, context, granularity=granularity, instruction=instruction, prompt=prompt,
+            doc_type=doc_type, elision=elision,
+        )  # fmt: skip
         self.throughput.record_chars(len(context), len(plan.ids))
         job = Job(plan, control or Control(), budget_tokens, next(self._seq), budget_unit)
         job.outputs = plan.empty_outputs()
@@ -184,10 +186,11 @@ class Scheduler:
 
     def compress(self, query, context, *, granularity=None, instruction=None,
                  budget_tokens=None, budget_unit=None, prompt=None,
-                 control: Control | None = None):  # fmt: skip
+                 control: Control | None = None, doc_type=None, elision=None):  # fmt: skip
         job = self.plan(
             query, context, granularity=granularity, instruction=instruction, prompt=prompt,
             budget_tokens=budget_tokens, budget_unit=budget_unit, control=control,
+            doc_type=doc_type, elision=elision,
         )  # fmt: skip
         self.submit(job).result()
         return self.finish(job)

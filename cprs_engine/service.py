@@ -1,7 +1,8 @@
 """The engine alone over HTTP: `cprs engine serve` (a starlette app run by uvicorn).
 
     POST /v1/compress   {"query", "context", "granularity"?, "instruction"?, "budget_tokens"?,
-                         "prompt"?, "budget_unit"?, "background"?}  ->  CompressionResult.to_dict(),
+                         "prompt"?, "budget_unit"?, "doc_type"?, "elision"?, "background"?}
+                         ->  CompressionResult.to_dict(),
                          the JSON of `cprs compress --json`; 429 + Retry-After when the queue is full
     GET  /healthz       liveness: the process answers
     GET  /readyz        readiness: the critic is loaded (200 with engine_version, the measured
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cprs_engine import prompts, units
+from cprs_engine import doctypes, prompts, units
 from cprs_engine.errors import ContextTooLong, CPRSError, EngineFailure, InvalidInput
 from cprs_engine.scheduler import Busy, Control, Scheduler, compress_async
 from cprs_engine.wire import CompressRequest, error_body, invalid, read_limited
@@ -82,6 +83,7 @@ def parse_compress_request(body: Any, settings: ServiceSettings) -> CompressRequ
         )
     prompts.resolve(request.granularity, prompt=request.prompt, instruction=request.instruction)
     units.check(request.budget_unit)
+    doctypes.check_options(request.doc_type, request.elision)
     return request
 
 

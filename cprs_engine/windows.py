@@ -140,6 +140,20 @@ def _sentence_gaps(text: str) -> tuple[list[int], list[int]]:
     return ps, es
 
 
+def _line_gaps(text: str) -> tuple[list[int], list[int]]:
+    """`_sentence_gaps` for line-structured text (code, logs, JSON, markdown): only line ends
+    count, so a window never opens inside a line ("httpx.Client" is no sentence end)."""
+    ps: list[int] = []
+    es: list[int] = []
+    for m in _NEWLINE_RE.finditer(text):
+        ps.append(m.start())
+        es.append(m.end())
+    if text and (not es or es[-1] < len(text)):
+        ps.append(len(text))
+        es.append(len(text))
+    return ps, es
+
+
 def sentence_ends(text: str) -> list[int]:
     """Char offsets where sentences end: after the terminal punctuation, its closing quotes and
     the trailing whitespace (which stays with the sentence, as in the reference). Strictly
@@ -160,7 +174,11 @@ def paragraph_ends(text: str) -> list[int]:
 
 
 def split_windows(
-    text: str, offsets: Sequence[tuple[int, int]] | np.ndarray, window_tokens: int
+    text: str,
+    offsets: Sequence[tuple[int, int]] | np.ndarray,
+    window_tokens: int,
+    *,
+    lines: bool = False,
 ) -> list[Window]:
     """Cut one tokenization of `text` into windows of at most `window_tokens` tokens.
 
@@ -170,6 +188,8 @@ def split_windows(
     window can exceed `window_tokens` is when one character's tokens alone exceed it (a
     window smaller than 4 tokens with byte-level BPE), since a cut never splits a character.
     Empty text gives []; a non-empty text with no tokens gives one token-less window.
+    `lines=True` (every document type but prose, cprs_engine/doctypes.py) packs whole lines
+    instead of sentences: code, logs and JSON have periods that end nothing.
     """
     if window_tokens < 1:
         raise ValueError(f"window_tokens must be >= 1, got {window_tokens}")
@@ -187,7 +207,7 @@ def split_windows(
     cuttable = window_starts(off)
     cut_chars = starts[cuttable]
     # A sentence cut: the token starts inside a sentence's [P, E] gap (k = which sentence).
-    ps, es = _sentence_gaps(text)
+    ps, es = _line_gaps(text) if lines else _sentence_gaps(text)
     k = np.searchsorted(np.asarray(ps, dtype=np.int64), cut_chars, side="right") - 1
     in_gap = (k >= 0) & (cut_chars <= np.asarray(es, dtype=np.int64)[np.maximum(k, 0)])
     sentence_cuts = cuttable[in_gap]

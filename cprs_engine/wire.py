@@ -55,6 +55,8 @@ class CompressRequest:
     instruction: str | None = None
     budget_tokens: int | None = None
     budget_unit: str | None = None  # what budget_tokens counts (cprs_engine/units.py)
+    doc_type: str | None = None  # cprs_engine/doctypes.py; None: detected
+    elision: str | None = None  # doctypes.ELISIONS; None: the type's default
 
     def to_json(self) -> dict[str, Any]:
         """The body to send; options left unset are left out."""
@@ -81,7 +83,7 @@ class CompressRequest:
                 raise empty(f"'{name}' must not be empty")
             texts[name] = value
         opts: dict[str, Any] = {}
-        for name in ("granularity", "prompt", "instruction", "budget_unit"):
+        for name in ("granularity", "prompt", "instruction", "budget_unit", "doc_type", "elision"):
             value = body.get(name)
             if value is not None and not isinstance(value, str):
                 raise invalid(f"'{name}' must be a string or null", param=name, code="invalid_type")

@@ -6,6 +6,7 @@ time, so a bad pattern is a load error, never a request-time one.
 
     Policy
     ├── granularity / prompt / instruction    the default choice
+    ├── elision: auto | none | marker         markers between non-adjacent kept spans
     ├── rules: [GranularityRule]              first match wins (see policies.rules)
     │     └── when: Condition                 model glob, document marker, query regex (all given must match)
     ├── budget_tokens | target_ratio          at most one of the two
@@ -50,6 +51,14 @@ class Names:
 
     granularities: tuple[str, ...]
     prompts: tuple[str, ...]
+
+
+class Elision(StrEnum):
+    """Gap markers in the compressed text (the engine's doctypes.ELISIONS)."""
+
+    AUTO = "auto"
+    NONE = "none"
+    MARKER = "marker"
 
 
 class FailureMode(StrEnum):
@@ -163,6 +172,9 @@ class Policy(_Strict):
     granularity: str = Field("sentence", min_length=1)  # one of Names.granularities
     prompt: str | None = None
     instruction: str | None = None
+    # Between non-adjacent kept spans: `auto` = the document type's default (a `...` line for
+    # code and logs, nothing for prose, markdown and JSON), `none`, or `marker` (always).
+    elision: Elision = Elision.AUTO
     rules: list[GranularityRule] = Field(default_factory=list)
     budget_tokens: int | None = Field(None, ge=1)  # keep at most this many document tokens
     target_ratio: float | None = Field(None, ge=1)  # 20 -> keep ~1/20 of the document's tokens

@@ -46,6 +46,7 @@ def cache_key(
     budget_tokens: int | None,
     secret: bytes,
     budget_unit: str | None = None,
+    elision: str | None = None,
 ) -> str:
     """`cprs:v2:{engine_version}:{hmac(tenant)[:16]}:{hmac(all fields)}` - no text inside.
 
@@ -60,6 +61,8 @@ def cache_key(
         "budget_tokens": budget_tokens,
         "budget_unit": budget_unit,  # the same number in another unit is another budget
     }
+    if elision is not None:  # only when a policy asks: the default keeps every existing key
+        fields["elision"] = elision
     blob = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     digest = hmac.new(secret, blob.encode(), hashlib.sha256).hexdigest()
     tenant_ns = hmac.new(secret, b"tenant:" + tenant.encode(), hashlib.sha256).hexdigest()[:16]

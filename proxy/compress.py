@@ -32,7 +32,7 @@ from cprs_engine.errors import ContextTooLong, CPRSError, InvalidInput
 from cprs_engine.prompts import resolve
 from cprs_engine.result import CompressionResult
 from policies.rules import choose
-from policies.schema import FailureMode, Followups, Policy, budget_for, wait_seconds
+from policies.schema import Elision, FailureMode, Followups, Policy, budget_for, wait_seconds
 from proxy.background import wait
 from proxy.cache import cache_key
 from proxy.detect import Detection, Document, Question
@@ -254,6 +254,7 @@ async def compress_one(
     prompt = resolve(choice.granularity, prompt=choice.prompt, instruction=choice.instruction)
     budget = budget_for(policy, doc.tokens)
     budget_unit = unit if budget is not None else None
+    elision = None if policy.elision == Elision.AUTO else str(policy.elision)
     engine = state.engine
     key = cache_key(
         tenant=tenant,
@@ -265,6 +266,7 @@ async def compress_one(
         budget_tokens=budget,
         secret=state.cache.key_secret,
         budget_unit=budget_unit,
+        elision=elision,
     )
     timing = {"engine": 0.0}
     settings = state.config.engine
@@ -284,6 +286,7 @@ async def compress_one(
                 budget_tokens=budget,
                 budget_unit=budget_unit,
                 control=control,
+                **({"elision": elision} if elision else {}),
             )
         finally:
             timing["engine"] = time.perf_counter() - t

@@ -64,6 +64,7 @@ class Engine(Protocol):
         budget_tokens: int | None = None,
         budget_unit: str | None = None,
         control: Control | None = None,
+        elision: str | None = None,
     ) -> CompressionResult: ...
 
     # Optional: seconds this engine expects to need for a context of `chars` characters, now

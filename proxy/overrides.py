@@ -6,6 +6,7 @@
     x-cprs-granularity     keyword | sentence | paragraph
     x-cprs-prompt          a cprs_engine.prompts.LIBRARY name
     x-cprs-max-wait-ms     int >= 0     the latency budget, where the policy has one
+    x-cprs-elision         auto | none | marker   gap markers in the compressed text
 
 The body object takes the same names without the prefix and with underscores
 (`{"cprs": {"compress": "off", "budget_tokens": 500}}`); a header wins over the same field in
@@ -78,6 +79,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "granularity": _choice(tuple(GRANULARITIES)),
     "prompt": _prompt,
     "max_wait_ms": _int(0),
+    "elision": _choice(("auto", "none", "marker")),
 }
 
 

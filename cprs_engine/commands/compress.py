@@ -1,6 +1,6 @@
 """`cprs compress --query Q --file F [--granularity G] [--instruction TEXT] [--prompt NAME]
-[--budget N [--budget-unit U]] [--checkpoint PATH] [--json]`: compress one document for one
-query.
+[--budget N [--budget-unit U]] [--doc-type T] [--elision E] [--checkpoint PATH] [--json]`:
+compress one document for one query.
 
 Prints the compressed text, or with --json one JSON object: `CompressionResult.to_dict()`, the
 same body `POST /v1/compress` returns. `--file -` reads standard input.
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from cprs_engine import prompts, units
+from cprs_engine import doctypes, prompts, units
 from cprs_engine.errors import CheckpointNotFound, CPRSError, InvalidInput
 
 MAX_FILE_BYTES = 64 << 20  # the engine service's default body limit
@@ -40,6 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget-unit",
         help="what --budget counts: critic (default) or a backend's, e.g. tiktoken:o200k_base",
+    )
+    parser.add_argument(
+        "--doc-type",
+        choices=doctypes.DOC_TYPES,
+        help="decode as this document type (default: detected; --json shows it)",
+    )
+    parser.add_argument(
+        "--elision",
+        choices=doctypes.ELISIONS,
+        help="markers between non-adjacent kept spans: auto (the type's default), none, marker",
     )
     parser.add_argument("--checkpoint", help="critic directory (default: the shipped critic)")
     parser.add_argument("--window-tokens", type=int, help="tokens per window (w)")
@@ -97,6 +107,7 @@ def main_with(
             budget_tokens=args.budget,
             prompt=args.prompt,
             budget_unit=args.budget_unit,
+            **_doc_options(args),
         )
     except (UsageError, InvalidInput) as exc:
         return _fail(stderr, str(exc), 2)
@@ -112,6 +123,12 @@ def main_with(
         stdout.write(result.compressed + "\n")
     stdout.flush()
     return 0
+
+
+def _doc_options(args: argparse.Namespace) -> dict:
+    """--doc-type / --elision, passed only when given (a test's compressor may not take them)."""
+    opts = {"doc_type": getattr(args, "doc_type", None), "elision": getattr(args, "elision", None)}
+    return {k: v for k, v in opts.items() if v is not None}
 
 
 def read_inputs(args: argparse.Namespace, stdin: IO[bytes]) -> tuple[str, str]:

@@ -21,6 +21,15 @@ every pair of thresholds.
 Rule: the setting with the best mean recall among those whose mean compression ratio is at
 least `--min-ratio`; ties go to the higher ratio. "off" (argmax tags only, contiguous windows)
 is a candidate.
+
+`--per-prompt`: thresholds for each control prompt apart (the needle prompt wants no neighbour
+extension where the fact prompt needs it). Documents of every `--tasks` task are built from the
+development data (HotpotQA/SQuAD training slices; synthetic needles under the tune seeds, never
+the evaluation's seed), grouped by the prompt their task uses, and each prompt gets the rule
+above over its own documents, at its own `--min-ratios` (e.g. `needle=50`). `--write` stores
+them as critic.json's "prompts": {name: {"keep_threshold": x | null, "weak_threshold": ...}}
+(null: off for that prompt, whatever the global setting), leaving the global settings as they
+are; the critic's own window kind is used.
 """
 
 from __future__ import annotations
@@ -63,6 +72,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seeds", default="0,1", help="document seeds (cprs-eval:<seed>:...), --docs each"
     )
     p.add_argument("--write", action="store_true", help="store the choice in critic.json")
+    p.add_argument(
+        "--per-prompt",
+        action="store_true",
+        help="choose keep/weak thresholds for each control prompt of --tasks apart",
+    )
+    p.add_argument(
+        "--tasks",
+        default="hotpotqa,niah_single,niah_multikey,niah_multivalue,vt",
+        help="with --per-prompt: the document kinds (cprs eval task names) to tune on",
+    )
+    p.add_argument(
+        "--min-ratios",
+        default="",
+        help="with --per-prompt: a prompt's own lowest mean ratio, e.g. needle=50,fact=22",
+    )
 
 
 def measure(comp, docs, keeps: list[float | None], weaks: list[float | None]) -> list[dict]:
@@ -135,6 +159,88 @@ def table(rows: list[dict], best: dict) -> str:
     return "\n".join(lines)
 
 
+def min_ratios(spec: str, default: float) -> dict[str, float]:
+    """`needle=50,fact=22` -> {prompt: ratio}; prompts not named use `default` (`get`)."""
+    out = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        if not value:
+            raise SystemExit(f"--min-ratios takes prompt=ratio pairs, got {part!r}")
+        out[name.strip()] = float(value)
+    return out
+
+
+def dev_docs(tasks: list[str], length: int, seeds: list[int], n: int, count_tokens) -> list:
+    """Development documents: the tasks' documents from the training slices, under the tune
+    seeds (never the evaluation's own seed, whose synthetic needles are the eval's)."""
+    from cprs_engine.evaluation.evaluate import DEFAULT_SEED
+    from cprs_engine.training.data.evalset import EVAL_TASKS, eval_case
+
+    if DEFAULT_SEED in seeds:
+        raise SystemExit(f"seed {DEFAULT_SEED} is the evaluation's; tune on other seeds")
+    unknown = [t for t in tasks if t not in EVAL_TASKS]
+    if unknown:
+        raise SystemExit(f"unknown tasks {unknown}; known: {', '.join(EVAL_TASKS)}")
+    return [
+        eval_case(task, length, seed, k, count_tokens, split="train")
+        for task in tasks
+        for seed in seeds
+        for k in range(n)
+    ]
+
+
+def tune_per_prompt(comp, docs, keeps, weaks, ratios: dict[str, float], default: float) -> dict:
+    """{prompt: (rows, chosen row)}: each prompt's documents decoded at every pair."""
+    by_prompt: dict[str, list] = {}
+    for ex in docs:
+        by_prompt.setdefault(ex.prompt_name, []).append(ex)
+    out = {}
+    for name in sorted(by_prompt):
+        rows = measure(comp, by_prompt[name], keeps, weaks)
+        out[name] = (rows, choose(rows, ratios.get(name, default)))
+    return out
+
+
+def write_prompt_thresholds(path: Path, chosen: dict[str, dict]) -> dict:
+    """critic.json's "prompts" entries for the chosen rows (others kept); returns the file's
+    new content. "off" is stored as null, which turns that threshold off for the prompt."""
+    meta = json.loads(path.read_text())
+    table = dict(meta.get("prompts", {}))
+    for name, row in chosen.items():
+        table[name] = {
+            key: (None if row[key] == OFF else row[key])
+            for key in ("keep_threshold", "weak_threshold")
+        }
+    meta["prompts"] = table
+    path.write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def run_per_prompt(args: argparse.Namespace, keeps, weaks, seeds: list[int]) -> int:
+    from cprs_engine.compressor import Compressor
+
+    comp = Compressor.load(args.checkpoint)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    docs = dev_docs(tasks, args.length, seeds, args.docs, comp.count_tokens)
+    results = tune_per_prompt(
+        comp, docs, keeps, weaks, min_ratios(args.min_ratios, args.min_ratio), args.min_ratio
+    )
+    for name, (rows, best) in results.items():
+        print(f"\n## prompt {name}\n\n{table(rows, best)}")
+        print(
+            f"chosen for {name}: keep_threshold {best['keep_threshold']}, weak_threshold "
+            f"{best['weak_threshold']}: recall {best['recall']:.1%}, mean ratio "
+            f"{best['ratio']:.1f}x (pooled {best['pooled_ratio']:.1f}x)"
+        )
+    if args.write:
+        path = Path(args.checkpoint or _default_dir()) / "critic.json"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: only a delta critic stores decoding settings")
+        meta = write_prompt_thresholds(path, {n: best for n, (_, best) in results.items()})
+        print(f"wrote prompts {json.dumps(meta['prompts'])} to {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from cprs_engine.compressor import Compressor
     from cprs_engine.training.data.evalset import eval_case
@@ -142,6 +248,8 @@ def run(args: argparse.Namespace) -> int:
     keeps, weaks = _candidates(args.keep_thresholds), _candidates(args.weak_thresholds)
     kinds = [k.strip() for k in args.windows.split(",") if k.strip()]
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    if getattr(args, "per_prompt", False):
+        return run_per_prompt(args, keeps, weaks, seeds)
     if not kinds or any(k not in ("contiguous", "linked") for k in kinds):
         raise SystemExit("--windows takes contiguous, linked or both")
     rows: list[dict] = []

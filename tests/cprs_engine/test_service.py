@@ -41,10 +41,11 @@ class ExtractiveDouble:
         self.calls: list[dict] = []
         self._lock = threading.Lock()
 
-    def plan(self, query, context, *, granularity, instruction, prompt):
+    def plan(self, query, context, *, granularity, instruction, prompt, doc_type, elision):
         control = prompts.resolve(granularity, prompt=prompt, instruction=instruction)
+        options = dict(granularity=granularity, prompt=prompt, doc_type=doc_type, elision=elision)
         return types.SimpleNamespace(
-            query=query, context=context, options=dict(granularity=granularity, prompt=prompt),
+            query=query, context=context, options=options,
             granularity=control.granularity, ids=[0], prefix=[hash(query)], tag=control.tag,
             windows=[[(0, 1)]], empty_outputs=lambda: None,
         )  # fmt: skip
@@ -134,7 +135,10 @@ def test_compress_returns_the_result_json():
     for s in result.spans:
         assert CONTEXT[s.start : s.end] == s.text
     assert set(body) >= {"compressed", "spans", "input_tokens", "output_tokens", "ratio"}
-    assert double.calls == [dict(granularity=None, budget_tokens=50, prompt=None, budget_unit=None)]
+    assert double.calls == [
+        dict(granularity=None, budget_tokens=50, prompt=None, budget_unit=None, doc_type=None,
+             elision=None)
+    ]  # fmt: skip
 
 
 def test_health_and_ready():
@@ -205,6 +209,9 @@ def test_health_and_ready():
             "invalid_type",
             "budget_unit",
         ),
+        ({"query": "q", "context": CONTEXT, "doc_type": "yaml"}, 400, "invalid_input", "doc_type"),
+        ({"query": "q", "context": CONTEXT, "elision": "dots"}, 400, "invalid_input", "elision"),
+        ({"query": "q", "context": CONTEXT, "elision": 1}, 400, "invalid_type", "elision"),
         (["query", "context"], 400, "invalid_type", None),
         ({"query": "q", "context": "x" * 101}, 413, "context_too_long", "context"),
     ],
@@ -319,6 +326,8 @@ def test_parse_compress_request_passes_options_through():
         "prompt": None,
         "budget_tokens": 7,
         "budget_unit": None,
+        "doc_type": None,
+        "elision": None,
     }
     del body["x"]
     assert request.to_json() == body  # what the proxy's client sends is what the engine parses

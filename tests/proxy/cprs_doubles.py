@@ -73,6 +73,8 @@ class QueryWordEngine:
         budget_tokens=None,
         budget_unit=None,
         control=None,
+        doc_type=None,
+        elision=None,
     ):
         self.calls.append(
             {
@@ -85,6 +87,8 @@ class QueryWordEngine:
                 "budget_tokens": budget_tokens,
                 "budget_unit": budget_unit,
                 "control": control,
+                "doc_type": doc_type,
+                "elision": elision,
             }
         )
         if self.delay_s:
@@ -97,7 +101,8 @@ class QueryWordEngine:
             text = m.group(0)
             if words & set(re.findall(r"[a-z0-9]{4,}", text.lower())):
                 spans.append(Span(m.start(), m.end(), text, 1.0))
-        compressed = "\n".join(s.text.strip() for s in spans)
+        sep = "\n…\n" if elision == "marker" else "\n"  # the engine's prose marker
+        compressed = sep.join(s.text.strip() for s in spans)
         n_in, n_out = len(context.split()), len(compressed.split())
         return CompressionResult(
             compressed, spans, n_in, n_out, n_in / max(n_out, 1), granularity or "sentence"
