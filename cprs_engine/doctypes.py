@@ -59,7 +59,11 @@ _CODE_START = re.compile(
 )
 _CODE_END = re.compile(r"(?:[;{}:(\[,]|\)|=>|->)\s*$")
 _CODE_INNER = re.compile(r"\w\(|\)\s*[:{;]|==|!=|\+=|-=|::|->|=>|&&|\|\||\w+\s*=\s*\S|\w\.\w+\(")
-_ANNOTATION = re.compile(r"^\s*\w+\s*:\s*[\w\[\]., |\"']+(?:\s*=.*)?$")
+# `name: Type`, `x: int | None = 0`: a lower-case name and a type without spaces but `|`
+# (so "User: Sure, here it is." in a chat transcript is not one)
+_ANNOTATION = re.compile(
+    r"^\s*[a-z_]\w*\s*:\s*[\w.\[\]\"',]+(?:\s*\|\s*[\w.\[\]\"',]+)*(?:\s*=.*)?$"
+)
 _TRIPLE = re.compile(r'"""|\'\'\'')
 
 
@@ -79,9 +83,10 @@ def detect(text: str) -> str:
         return LOG
     fenced, outside = _split_fences(_drop_docstrings(lines))
     md = _markdown_marks(outside)
-    code = sum(1 for ln in outside if _looks_like_code(ln))
-    prose_lines = sum(1 for ln in outside if _looks_like_prose(ln))
-    if outside and code >= 0.45 * len(outside) and code > 2 * prose_lines and md["tables"] == 0:
+    counted = _drop_comment_blocks(outside)
+    code = sum(1 for ln in counted if _looks_like_code(ln))
+    prose_lines = sum(1 for ln in counted if _looks_like_prose(ln))
+    if counted and code >= 0.45 * len(counted) and code > 2 * prose_lines and md["tables"] == 0:
         return CODE
     if md["headings"] >= 2 or md["tables"] >= 1 or (md["fences"] >= 1 and md["headings"] >= 1):
         return MARKDOWN
@@ -163,6 +168,17 @@ def _drop_docstrings(lines: list[str]) -> list[str]:
     return out
 
 
+def _drop_comment_blocks(lines: list[str]) -> list[str]:
+    """The lines less runs of two or more `#` / `//` comment lines (licence headers), which are
+    neither code nor prose; a lone `# Title` stays (markdown counts it as a heading)."""
+    comment = [ln.lstrip().startswith(("#", "//")) for ln in lines]
+    return [
+        ln
+        for k, ln in enumerate(lines)
+        if not (comment[k] and ((k and comment[k - 1]) or (k + 1 < len(lines) and comment[k + 1])))
+    ]
+
+
 def _split_fences(lines: list[str]) -> tuple[int, list[str]]:
     """(lines inside ``` fences, the lines outside them)."""
     inside, outside, fenced = False, [], 0
@@ -201,8 +217,8 @@ def _looks_like_code(line: str) -> bool:
         return True
     if _CODE_START.match(s) or _CODE_END.search(s):
         return not _looks_like_prose(s) or s.endswith((";", "{", "}"))
-    if s[:1] in " \t" and _CODE_INNER.search(s):
-        return True
+    if s[:1] in " \t" and not _looks_like_prose(s) and not _LIST_ITEM.match(s):
+        return True  # indented and not running text: a continuation line of code
     return bool(_CODE_INNER.search(s)) and len(s.split()) <= 8
 
 

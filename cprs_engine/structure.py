@@ -31,8 +31,9 @@ from dataclasses import dataclass
 
 from cprs_engine import doctypes
 from cprs_engine.codeindex import CodeIndex
+from cprs_engine.mdindex import MarkdownIndex
 from cprs_engine.result import Span
-from cprs_engine.windows import paragraph_ends, sentence_ends
+from cprs_engine.windows import paragraph_ends
 
 AUTO, NONE, MARKER, ELISIONS = doctypes.AUTO, doctypes.NONE, doctypes.MARKER, doctypes.ELISIONS
 # The elision a type gets under `auto`. Prose keeps today's joins exactly (outputs and the
@@ -46,12 +47,11 @@ DEFAULT_ELISION = {
 }
 CODE_MARKER = "..."  # a line of its own, indented like the code around it: valid Python
 TEXT_MARKER = "…"  # a line of its own between prose or markdown spans
-MAX_STATEMENT_LINES = 12  # a longer statement keeps only its kept lines and its first line
-MAX_HEADER_LINES = 40  # a longer signature keeps its first and last lines
+# Context costs tokens; these bound it (benchmarks/structure_bench.py measured the trade-off):
+MAX_STATEMENT_LINES = 6  # a longer statement keeps only its kept lines and its first line
+TAIL_LINES = True  # a partly kept statement also keeps its last line (`)`, a closing quote)
+MAX_HEADER_LINES = 12  # a longer signature keeps its first and last lines (name, return type)
 MAX_UNIT_CHARS = {"sentence": 2_000, "paragraph": 12_000}
-_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+\S|$)")
-_FENCE = re.compile(r"^ {0,3}(?:```|~~~)")
 MAX_ENTRY_LINES = 50  # how far back a log continuation line looks for its entry
 _ENTRY = doctypes.ENTRY  # a log line that starts an entry: a timestamp or a level
 
@@ -95,7 +95,7 @@ def separator(text: str, prev: Span, nxt: Span, granularity: str, doc_type: str,
 def marker_indent(text: str, prev: Span, nxt: Span) -> str:
     """The indentation of a code marker: the next line's when it goes deeper; inside the block
     the previous line opens; else the previous line's (so `else:` still follows its `if`)."""
-    last = text[text.rfind("\n", prev.start, prev.end) + 1 : prev.end]
+    last = _last_line(text, prev)
     nl = text.find("\n", nxt.start, nxt.end)
     first = text[nxt.start : nl if nl >= 0 else nxt.end]
     p_ws = last[: len(last) - len(last.lstrip())]
@@ -115,13 +115,14 @@ def join(spans: Sequence[Span], text: str, granularity: str, doc_type: str, mark
         out.append(separator(text, prev, nxt, granularity, doc_type, mark))
         out.append(nxt.text)
     last = spans[-1]
-    if (
-        mark
-        and doc_type == doctypes.CODE
-        and _opens(text[text.rfind("\n", 0, last.end) + 1 : last.end])
-    ):
+    if mark and doc_type == doctypes.CODE and _opens(_last_line(text, last)):
         out.append("\n" + marker_indent(text, last, last) + CODE_MARKER)  # its body was cut
     return "".join(out)
+
+
+def _last_line(text: str, span: Span) -> str:
+    i = text.rfind("\n", span.start, span.end)
+    return text[(i + 1 if i >= 0 else span.start) : span.end]
 
 
 def _opens(line: str) -> bool:
@@ -169,11 +170,13 @@ def code_units(spans: Sequence[Span], ix: CodeIndex, granularity: str) -> list[U
         for i in {ix.head[j] for j in lines}:
             if i < lo:  # a long statement's first line, for a kept line inside it
                 ctx.add(_line_range(ix, i, i))
+            if ix.tail[i] > hi and TAIL_LINES:  # and its last line: the brackets close
+                ctx.add(_line_range(ix, ix.tail[i], ix.tail[i]))
             for h in ix.enclosing(i):
-                ctx.add(_header_range(ix, h))
+                ctx.update(_header_ranges(ix, h))
             target = ix.decorated(i)
             if target > hi:
-                ctx.add(_header_range(ix, target))
+                ctx.update(_header_ranges(ix, target))
         start, end = ix.starts[lo], ix.ends[hi]
         inside = {r for r in ctx if r[0] >= start and r[1] <= end}
         out.append(Unit(start, _rstrip(text, start, end), score, tuple(sorted(ctx - inside))))
@@ -199,11 +202,13 @@ def _line_range(ix: CodeIndex, lo: int, hi: int) -> tuple[int, int]:
     return ix.starts[lo], _rstrip(ix.text, ix.starts[lo], ix.ends[hi])
 
 
-def _header_range(ix: CodeIndex, h: int) -> tuple[int, int]:
-    """An opener's whole statement (a multi-line signature), or its first line when longer
-    than MAX_HEADER_LINES."""
+def _header_ranges(ix: CodeIndex, h: int) -> list[tuple[int, int]]:
+    """An opener's whole statement (a multi-line signature), or, longer than MAX_HEADER_LINES,
+    its first and last lines (`def f(` ... `) -> T:`): the name and the return type."""
     t = ix.tail[h]
-    return _line_range(ix, h, t if t - h < MAX_HEADER_LINES else h)
+    if t - h < MAX_HEADER_LINES:
+        return [_line_range(ix, h, t)]
+    return [_line_range(ix, h, h), _line_range(ix, t, t)]
 
 
 def _rstrip(text: str, a: int, b: int) -> int:
@@ -258,7 +263,7 @@ def markdown_units(spans: Sequence[Span], text: str, granularity: str) -> list[U
     table headers."""
     from cprs_engine.decoding import expand
 
-    md = _MarkdownIndex(text)
+    md = MarkdownIndex(text)
     bounds = md.bounds() if granularity == "sentence" else None
     out = []
     for s in expand(spans, text, granularity, bounds=bounds):
@@ -268,89 +273,6 @@ def markdown_units(spans: Sequence[Span], text: str, granularity: str) -> list[U
         inside = {r for r in ctx if r[0] >= s.start and r[1] <= s.end}
         out.append(Unit(s.start, s.end, s.score, tuple(sorted(ctx - inside))))
     return out
-
-
-class _MarkdownIndex:
-    """Per line: the innermost heading above it (and each heading's parent heading), and for
-    table rows the table's header and separator lines. Fenced code is not parsed for either."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
-        n = len(self.starts)
-        self.heading = [-1] * n  # innermost heading line at or above each line
-        self.parent_heading = [-1] * n  # for heading lines
-        self.table_head = [-1] * n  # for table rows: the header line (separator follows it)
-        self.fenced = [False] * n
-        stack: list[tuple[int, int]] = []  # (level, line)
-        fence, table = False, -1
-        for i in range(n):
-            line = self.line(i)
-            if _FENCE.match(line):
-                fence = not fence
-                self.fenced[i] = True
-            elif fence:
-                self.fenced[i] = True
-            elif m := _HEADING.match(line):
-                level = len(m.group(1))
-                while stack and stack[-1][0] >= level:
-                    stack.pop()
-                self.parent_heading[i] = stack[-1][1] if stack else -1
-                stack.append((level, i))
-            if table >= 0 and not ("|" in line and line.strip()):
-                table = -1
-            if not fence and i > 0 and _TABLE_SEP.match(line) and "|" in line:
-                if "|" in self.line(i - 1):
-                    table = i - 1
-            elif table >= 0 and i > table + 1:
-                self.table_head[i] = table
-            self.heading[i] = stack[-1][1] if stack else -1
-
-    def line(self, i: int) -> str:
-        end = self.starts[i + 1] - 1 if i + 1 < len(self.starts) else len(self.text)
-        return self.text[self.starts[i] : end]
-
-    def line_of(self, pos: int) -> int:
-        return max(0, bisect.bisect_right(self.starts, pos) - 1)
-
-    def _range(self, i: int) -> tuple[int, int]:
-        a = self.starts[i]
-        b = _rstrip(self.text, a, a + len(self.line(i)))
-        while a < b and self.text[a].isspace():
-            a += 1
-        return a, b
-
-    def context(self, i: int) -> list[tuple[int, int]]:
-        out = []
-        h = self.heading[i]
-        while h >= 0:
-            out.append(self._range(h))
-            h = self.parent_heading[h]
-        t = self.table_head[i]
-        if t >= 0:
-            out += [self._range(t), self._range(t + 1)]
-        return [r for r in out if r[1] > r[0]]
-
-    def bounds(self) -> list[int]:
-        """Sentence ends, except inside table rows, headings and fenced lines, which end at
-        their line end only."""
-        whole = [
-            i
-            for i in range(len(self.starts))
-            if self.fenced[i] or self.table_head[i] >= 0 or _HEADING.match(self.line(i))
-            or (i + 1 < len(self.starts) and self.table_head[i + 1] >= 0)
-        ]  # fmt: skip
-        ends = sentence_ends(self.text)
-        if not whole:
-            return ends
-        cut = set(ends)
-        for i in whole:
-            a = self.starts[i]
-            b = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.text)
-            lo, hi = bisect.bisect_right(ends, a), bisect.bisect_left(ends, b)
-            cut.difference_update(ends[lo:hi])
-            cut.update((a, b) if a > 0 else (b,))
-        return sorted(c for c in cut if c > 0)
 
 
 def budget_units(

@@ -177,3 +177,33 @@ def test_real_compressor_json_through_cprs(tmp_path, capsys):
     for s in result.spans:
         assert context[s.start : s.end] == s.text
     assert result.compressed == "\n".join(s.text for s in result.spans)
+
+
+def test_doc_type_and_elision_reach_the_compressor_only_when_given(doc):
+    double = KeepAllDouble()
+    argv = ["-q", "capital?", "-f", doc, "--doc-type", "code", "--elision", "marker"]
+    assert call(argv, compressor=double)[0] == 0
+    assert (double.seen["doc_type"], double.seen["elision"]) == ("code", "marker")
+    with pytest.raises(SystemExit):
+        parse("-q", "q", "-f", doc, "--doc-type", "yaml")
+
+
+def test_real_compressor_json_shows_the_doc_type(tmp_path, capsys):
+    from cprs_engine.checkpoint import save_tiny_random
+    from cprs_engine.cli import main
+
+    ckpt = save_tiny_random(tmp_path / "tiny")
+    code = "".join(f"def box_{i}():\n    return {i * 31}\n\n" for i in range(60))
+    path = tmp_path / "mod.py"
+    path.write_text(code, encoding="utf-8")
+    argv = ["compress", "-q", "what does box_7 return?", "-f", str(path), "--checkpoint", str(ckpt)]
+    assert main([*argv, "--json", "--window-tokens", "64"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["doc_type"] == "code"
+    assert CompressionResult.from_dict(body).doc_type == "code"
+    assert (
+        CompressionResult.from_dict({k: v for k, v in body.items() if k != "doc_type"}).doc_type
+        == "prose"
+    )
+    assert main([*argv, "--json", "--window-tokens", "64", "--doc-type", "prose"]) == 0
+    assert json.loads(capsys.readouterr().out)["doc_type"] == "prose"

@@ -177,3 +177,67 @@ def test_linked_windows_and_keep_threshold_are_versioned_and_keep_the_contract(c
     assert len(lower) >= len(linked.decode(scored, keep_threshold=None).compressed)
     with pytest.raises(ValueError):
         Compressor(model, tokenizer, keep_threshold=1.5)
+
+
+def test_per_prompt_thresholds_apply_to_their_prompt_only(compressor):
+    model, tokenizer = compressor.model, compressor.tokenizer
+    own = {"needle": {"keep_threshold": 1e-9, "weak_threshold": None}}
+    comp = Compressor(
+        model, tokenizer, window_tokens=64, windows_per_pass=3, weak_threshold=0.3,
+        prompt_thresholds=own,
+    )  # fmt: skip
+    assert comp.thresholds("needle") == (1e-9, None)  # null: off, not the global 0.3
+    assert comp.thresholds("fact") == (None, 0.3)  # no entry: the global ones
+    assert ".p-needlek1e-09-needlewoff" in comp.engine_version
+    assert ".p-" not in compressor.engine_version  # no table, no version change
+    query = "What is the magic number?"
+    needle = comp.score(query, TEXT, prompt="needle")
+
+    def out(scored, **kw):
+        r = comp.decode(scored, **kw)
+        return r.compressed, r.spans
+
+    assert out(needle) == out(needle, keep_threshold=1e-9, weak_threshold=None)
+    assert out(needle) != out(needle, keep_threshold=None)
+    fact = comp.score(query, TEXT, prompt="fact")
+    assert out(fact) == out(fact, keep_threshold=None, weak_threshold=0.3)
+    for bad in ({"nope": {}}, {"needle": {"keep": 0.1}}, {"needle": {"keep_threshold": 0}}):
+        with pytest.raises(ValueError):
+            Compressor(model, tokenizer, prompt_thresholds=bad)
+
+
+def test_doc_type_is_detected_forced_and_shown(compressor):
+    query = "What is the magic number?"
+    prose = compressor.compress(query, TEXT)
+    assert prose.doc_type == "prose"
+    forced = compressor.compress(query, TEXT, doc_type="prose")
+    assert (forced.compressed, forced.spans) == (prose.compressed, prose.spans)
+    code = "def magic():\n    number = 4821937\n    return number\n" * 30
+    r = compressor.compress(query, code, elision="marker")
+    assert r.doc_type == "code"
+    assert all(code[s.start : s.end] == s.text for s in r.spans)
+    assert compressor.compress(query, code, doc_type="log").doc_type == "log"
+    with pytest.raises(InvalidInput):
+        compressor.compress(query, TEXT, doc_type="yaml")
+    with pytest.raises(InvalidInput):
+        compressor.compress(query, TEXT, elision="dots")
+
+
+def test_code_windows_start_at_line_ends_and_prose_windows_do_not_move(compressor):
+    code = "import httpx.Client\nvalue = obj.Attr.Method(x) + 1\n" * 80
+    _, offsets, _, windows = compressor.prepare("q", code, "P", doc_type="code")
+    starts = [int(offsets[a][0]) for w in windows for a, _ in w][1:]
+    assert starts and all(code[s - 1] == "\n" or code[s] == "\n" for s in starts)
+    prose_default = compressor.prepare("q", TEXT, "P")[3]
+    assert compressor.prepare("q", TEXT, "P", doc_type="prose")[3] == prose_default
+
+
+def test_load_reads_per_prompt_thresholds_from_critic_json(monkeypatch, compressor):
+    from cprs_engine import checkpoint
+
+    meta = {"version": "v", "window_tokens": 64, "weak_threshold": 0.1,
+            "prompts": {"needle": {"weak_threshold": None}}}  # fmt: skip
+    loaded = checkpoint.Loaded(compressor.model, compressor.tokenizer, meta)
+    monkeypatch.setattr(checkpoint, "load", lambda path, device=None: loaded)
+    comp = Compressor.load("anywhere")
+    assert comp.thresholds("needle") == (None, None) and comp.thresholds("fact") == (None, 0.1)

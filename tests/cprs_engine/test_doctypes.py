@@ -131,3 +131,14 @@ def test_check_options_names_the_field():
     with pytest.raises(InvalidInput) as e:
         doctypes.check_options(None, "dots")
     assert e.value.param == "elision"
+
+
+def test_a_chat_transcript_is_prose():
+    turns = [
+        "User: Can you tell me where the meeting is tomorrow?",
+        "Assistant: Sure, it is in room 4, at ten.",
+        "User: thanks, and who is coming?",
+        "Assistant: Ana, Bo and the new intern, as far as I know.",
+    ]
+    assert detect("\n".join(turns * 10)) == PROSE
+    assert detect("\n\n".join(turns * 10)) == PROSE

@@ -81,3 +81,49 @@ def test_target_ratio_becomes_a_budget_of_the_documents_tokens(make_app, ratio):
     seen = send(make_app, {"target_ratio": ratio})
     assert seen["budget_tokens"] == math.ceil(doc_tokens / ratio)
     assert seen["budget_unit"] == "tiktoken:o200k_base"  # gpt-4o's encoding, as counted
+
+
+def test_the_elision_key_reaches_the_engine_and_shows_in_what_the_backend_gets(make_app, backend):
+    """`elision: marker` goes to the engine (the double joins with the engine's prose marker
+    when asked) and into the cache key; the default sends nothing, so keys do not move."""
+    from proxy.cache import cache_key
+
+    doc = DOC + " The blue vault opens at dawn."  # a second sentence the query matches
+
+    def forwarded(policy: dict) -> tuple[dict, str]:
+        cfg = base_config(policies={"default": {"threshold_tokens": 300, **policy}})
+        app, engine = make_app(cfg)
+        body = {
+            "model": "gpt-4o",
+            "messages": [{"role": "user", "content": f"<document>{doc}</document>\n{QUESTION}"}],
+        }
+        assert call(app, "POST", "/v1/chat/completions", json=body).status_code == 200
+        return engine.calls[-1], backend.bodies[-1]["messages"][0]["content"]
+
+    seen, sent = forwarded({"elision": "marker"})
+    assert seen["elision"] == "marker" and "\n…\n" in sent
+    seen, sent = forwarded({})
+    assert seen["elision"] is None and "\n…\n" not in sent and "vault opens" in sent
+    assert forwarded({"elision": "none"})[0]["elision"] == "none"
+    key = dict(tenant="t", engine_version="v", query="q", context="c", granularity="sentence",
+               prompt_text="p", budget_tokens=None, secret=b"s")  # fmt: skip
+    assert cache_key(**key) == cache_key(**key, elision=None) != cache_key(**key, elision="marker")
+
+
+def test_an_unknown_elision_fails_the_policy_load():
+    from pydantic import ValidationError
+
+    from policies.schema import Policy
+
+    assert Policy(name="p", elision="marker").elision == "marker"
+    with pytest.raises(ValidationError):
+        Policy(name="p", elision="dots")
+
+
+def test_an_elision_override_header_reaches_the_engine(make_app):
+    app, engine = make_app(base_config(policies={"default": {"threshold_tokens": 300}}))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": f"<document>{DOC}</document>\n{QUESTION}"}]}  # fmt: skip
+    r = call(app, "POST", "/v1/chat/completions", json=body, headers={"x-cprs-elision": "marker"})
+    assert r.status_code == 200 and engine.calls[-1]["elision"] == "marker"
+    r = call(app, "POST", "/v1/chat/completions", json=body, headers={"x-cprs-elision": "dots"})
+    assert r.status_code == 400
