@@ -21,9 +21,17 @@ from cprs_engine.evaluation.evaluate import ALL_TASKS, TYPE_TASKS
 from cprs_engine.evaluation.sections import replace_section
 
 
-def _index(path: str) -> dict:
-    data = json.loads(Path(path).read_text())
-    return {(s["task"], s["length"], s["method"]): s for s in data["summary"]}, data["info"]
+def _index(spec: str) -> tuple[dict, dict]:
+    """A run's summary rows by (task, length, method), and its info. `a.json+b.json`: one run
+    made of several (the same checkpoint over different tasks); their commands are joined."""
+    idx: dict = {}
+    infos = []
+    for path in spec.split("+"):
+        data = json.loads(Path(path).read_text())
+        idx |= {(s["task"], s["length"], s["method"]): s for s in data["summary"]}
+        infos.append(data["info"])
+    info = dict(infos[0], command="` + `".join(i["command"] for i in infos))
+    return idx, info
 
 
 def met(task: str, cprs: dict, rag: dict | None, bm25: dict | None) -> str:
@@ -66,7 +74,7 @@ def table(runs: list[tuple[str, dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="cprs eval --json outputs")
+    p.add_argument("runs", nargs="+", help="cprs eval --json outputs (a+b: one run in parts)")
     p.add_argument("--names", default=None, help="a short name per run, comma-separated")
     p.add_argument("--write", default=None, help="BENCHMARKS.md to update")
     p.add_argument("--section", default="eval-types-compare")

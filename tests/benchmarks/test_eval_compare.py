@@ -38,8 +38,11 @@ def test_table_puts_runs_side_by_side_and_writes_its_section(tmp_path):
         [_row("vt@code", "cprs", 0.5, 80), _row("vt@code", "bm25", 0.25, 80)],
         "B",
     )
+    a2 = _run(tmp_path / "a2.json", [_row("kv", "cprs", 1.0, 70)], "A")
     md = tmp_path / "B.md"
-    assert eval_compare.main([a, b, "--names", "old,new", "--write", str(md)]) == 0
+    assert eval_compare.main([f"{a}+{a2}", b, "--names", "old,new", "--write", str(md)]) == 0
     text = md.read_text()
     assert "| 8K | vt@code | 2 | 100% | 60.0x | - | - | yes | 50% | 80.0x | - | 25% | no |" in text
+    assert "| 8K | kv | 2 | 100% | 70.0x | - | - | yes | - | - | - | - | - |" in text
+    assert "`cprs eval (A)` + `cprs eval (A)`" in text
     assert "<!-- eval-types-compare:start -->" in text and "checkpoint A" in text
