@@ -97,7 +97,7 @@ bench-eval-hotpotqa: $(STAMP)
 # 58 documents, ~30 minutes on the loaded 2-core machine.
 bench-eval-types: $(STAMP)
 	$(BIN)/cprs eval --tasks types,sources --lengths 8192 --samples 2 --json runs/eval-types.json \
-		--write BENCHMARKS.md --section eval-types
+		--write BENCHMARKS.md --section eval-types-shipped
 
 # Follow-up questions through the proxy, per `followups` mode (reserved SQuAD and HotpotQA
 # conversations of 3 questions, at 8K and 32K tokens).
