@@ -156,14 +156,14 @@ class Compressor:
             raise ValueError(f"keep_threshold must be in (0, 1], got {keep_threshold}")
         self.keep_threshold = keep_threshold
         self.linked_windows = bool(linked_windows)
-        self.prompt_thresholds = check_prompt_thresholds(prompt_thresholds or {})
+        self.prompt_thresholds = prompts.check_thresholds(prompt_thresholds or {})
         device_type = next(model.parameters()).device.type
         self.precision = resolve_precision(precision, device_type)
         self._autocast = self.precision == "bf16" and device_type == "cpu"
         opts = ".l" if self.linked_windows else ""
         opts += "" if keep_threshold is None else f".k{keep_threshold:g}"
         opts += "" if weak_threshold is None else f".t{weak_threshold:g}"
-        opts += prompt_thresholds_tag(self.prompt_thresholds)
+        opts += prompts.thresholds_tag(self.prompt_thresholds)
         self.engine_version = f"{version}.c{CODE_VERSION}.w{window_tokens}{opts}.{self.precision}"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._tag_ids: dict[str, int] = {}
@@ -420,34 +420,6 @@ class Compressor:
                 out.support[s:e] = keep[r, k : k + e - s]
                 out.scores[s:e] = crit[r, k : k + e - s]
                 k += e - s
-
-
-def check_prompt_thresholds(table: dict) -> dict[str, dict[str, float | None]]:
-    """critic.json's "prompts": {name: {"keep_threshold"?: x | null, "weak_threshold"?: ...}}."""
-    out = {}
-    for name, entry in table.items():
-        if name not in prompts.LIBRARY or not isinstance(entry, dict):
-            raise ValueError(f"prompt thresholds: unknown prompt {name!r} or not an object")
-        own = {}
-        for key, value in entry.items():
-            if key not in ("keep_threshold", "weak_threshold"):
-                raise ValueError(f"prompt thresholds for {name!r}: unknown key {key!r}")
-            if value is not None and not 0.0 < float(value) <= 1.0:
-                raise ValueError(f"{name}.{key} must be in (0, 1] or null, got {value}")
-            own[key] = None if value is None else float(value)
-        out[name] = own
-    return out
-
-
-def prompt_thresholds_tag(table: dict[str, dict[str, float | None]]) -> str:
-    """The engine-version part naming per-prompt thresholds ("" when none): a cache key
-    changes with them."""
-    parts = []
-    for name in sorted(table):
-        for key in sorted(table[name]):
-            v = table[name][key]
-            parts.append(f"{name}{key[0]}{'off' if v is None else format(v, 'g')}")
-    return ".p-" + "-".join(parts) if parts else ""
 
 
 @dataclass(frozen=True)

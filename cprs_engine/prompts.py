@@ -4,7 +4,8 @@ Modelled on Table 4 of the QwenLong-CPRS paper. Each prompt carries the tag word
 probability (against `outside`) the language-modelling head scores per token, and the
 granularity the decoder expands spans to. Users pick a prompt by name or by granularity, or
 override the text with free-form `instruction` (the granularity then still picks the tag and
-the expansion).
+the expansion). A critic may decode each named prompt with its own thresholds
+(`check_thresholds`: critic.json's "prompts"; a free-form instruction uses the global ones).
 """
 
 from __future__ import annotations
@@ -114,3 +115,31 @@ def _check(granularity: str) -> None:
         raise UnknownGranularity(
             f"unknown granularity {granularity!r}; expected one of {', '.join(GRANULARITIES)}"
         )
+
+
+def check_thresholds(table: dict) -> dict[str, dict[str, float | None]]:
+    """critic.json's "prompts": {name: {"keep_threshold"?: x | null, "weak_threshold"?: ...}}."""
+    out = {}
+    for name, entry in table.items():
+        if name not in LIBRARY or not isinstance(entry, dict):
+            raise ValueError(f"prompt thresholds: unknown prompt {name!r} or not an object")
+        own = {}
+        for key, value in entry.items():
+            if key not in ("keep_threshold", "weak_threshold"):
+                raise ValueError(f"prompt thresholds for {name!r}: unknown key {key!r}")
+            if value is not None and not 0.0 < float(value) <= 1.0:
+                raise ValueError(f"{name}.{key} must be in (0, 1] or null, got {value}")
+            own[key] = None if value is None else float(value)
+        out[name] = own
+    return out
+
+
+def thresholds_tag(table: dict[str, dict[str, float | None]]) -> str:
+    """The engine-version part naming per-prompt thresholds ("" when none): a cache key
+    changes with them."""
+    parts = []
+    for name in sorted(table):
+        for key in sorted(table[name]):
+            v = table[name][key]
+            parts.append(f"{name}{key[0]}{'off' if v is None else format(v, 'g')}")
+    return ".p-" + "-".join(parts) if parts else ""

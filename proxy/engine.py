@@ -5,7 +5,7 @@
     ready() -> (bool, reason)         for /readyz
     async start() / close()
     async compress(query, context, *, granularity, prompt, instruction, budget_tokens,
-                   budget_unit) -> CompressionResult   raises cprs_engine.errors.CPRSError
+                   budget_unit, elision?) -> CompressionResult   raises cprs_engine.errors.CPRSError
 
 The local engine loads the critic in a background thread at startup (the server answers at once;
 until the model is ready, compressions fail, which fail-open policies turn into pass-through).
