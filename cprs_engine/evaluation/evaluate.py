@@ -32,6 +32,20 @@ from pathlib import Path
 from cprs_engine.evaluation.sections import cpu_model, markers, replace_section
 
 TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "kv", "vt", "hotpotqa", "squad")
+# issue 18: document types with gold lines, and the needle tasks in other haystack sources
+# (`<task>@<source>`; the plain needle tasks are the essays source). Not in the default list
+# (`make bench-eval` keeps its runtime); `--tasks types`, `--tasks sources` or by name.
+TYPE_TASKS = ("code_qa", "json_lookup", "log_lookup", "md_table")
+HAYSTACK_SOURCES = ("squad", "hotpot", "code", "markdown")
+NEEDLE_TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "kv", "vt")
+SOURCE_TASKS = tuple(f"{t}@{s}" for s in HAYSTACK_SOURCES for t in NEEDLE_TASKS)
+ALL_TASKS = TASKS + TYPE_TASKS + SOURCE_TASKS
+GROUPS = {
+    "default": TASKS,
+    "types": TYPE_TASKS,
+    "sources": NEEDLE_TASKS + SOURCE_TASKS,
+    "all": ALL_TASKS,
+}
 METHODS = ("cprs", "rag", "bm25")
 DEFAULT_SEED = 90_210  # evaluation namespace: "cprs-eval:<seed>:...", never used by training
 SECTION = "eval"  # the BENCHMARKS.md section `--write` replaces by default
@@ -48,7 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="cases per task per length: N, or one per length (default 3 up to 8K, else 1)",
     )
-    p.add_argument("--tasks", default=",".join(TASKS), help=f"subset of {','.join(TASKS)}")
+    p.add_argument(
+        "--tasks",
+        default=",".join(TASKS),
+        help=f"task names or groups ({', '.join(GROUPS)}); tasks: {', '.join(ALL_TASKS)}",
+    )
     p.add_argument("--methods", default=",".join(METHODS), help="subset of cprs,rag,bm25")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument(
@@ -80,6 +98,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "second run, such as a larger sample of one task, beside the main table",
     )
     p.add_argument("--json", metavar="OUT.json", default=None, help="write every row and summary")
+
+
+def expand_tasks(spec: str) -> list[str]:
+    """`--tasks`: names and group names (GROUPS), in order, each task once."""
+    out: list[str] = []
+    for name in (t.strip() for t in spec.split(",")):
+        out += GROUPS.get(name, (name,)) if name else ()
+    return list(dict.fromkeys(out))
 
 
 def normalize(text: str) -> str:
@@ -136,7 +162,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "tokens_per_s": sum(r["context_tokens"] for r in rs) / max(secs, 1e-9),
             }
         )
-    return sorted(out, key=lambda s: (s["length"], TASKS.index(s["task"]), s["method"]))
+    return sorted(out, key=lambda s: (s["length"], ALL_TASKS.index(s["task"]), s["method"]))
 
 
 def markdown_table(summary: list[dict], methods: list[str]) -> str:
@@ -151,7 +177,7 @@ def markdown_table(summary: list[dict], methods: list[str]) -> str:
         head.append("cprs tok/s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     keys = sorted(
-        {(s["length"], s["task"]) for s in summary}, key=lambda k: (k[0], TASKS.index(k[1]))
+        {(s["length"], s["task"]) for s in summary}, key=lambda k: (k[0], ALL_TASKS.index(k[1]))
     )
     for length, task in keys:
         cells = [f"{length // 1024}K", task, str(by[(length, task, methods[0])]["cases"])]
@@ -190,6 +216,8 @@ def machine() -> str:
 def report(summary: list[dict], methods: list[str], info: dict) -> str:
     tasks = list(dict.fromkeys(s["task"] for s in summary))
     only = f": {', '.join(tasks)}" if tasks and len(tasks) < len(TASKS) else ""
+    if set(tasks) - set(TASKS):
+        only = ": document types and haystack sources"
     return "\n".join(
         [
             f"## Compression evaluation (`cprs eval`){only}",
@@ -211,8 +239,23 @@ def report(summary: list[dict], methods: list[str], info: dict) -> str:
             "cut to fit). "
             "Cases: reserved HotpotQA items >= 6000, the last 7 SQuAD articles, fresh synthetic "
             "needles (cprs_engine/training/data/evalset.py).",
+            *([TYPES_NOTE] if set(tasks) - set(TASKS) else []),
         ]
     )
+
+
+TYPES_NOTE = (
+    "\nDocument types and sources (issue 18): `code_qa` (what a function returns, where an "
+    "exception is raised or an environment variable read, a constant's value, over Python "
+    "files of the evaluation packages), `json_lookup` (generated records and API payloads), "
+    "`log_lookup` (synthetic service logs: the first error, a request's lines, a service's "
+    "error), `md_table` (a row of a generated table in evaluation-package markdown); their "
+    "facts are the gold lines (stripped). `<task>@<source>`: the needle task in a haystack "
+    "of the reserved SQuAD articles, reserved HotpotQA items, evaluation-package code or "
+    "markdown (KV: a small JSON object woven in). The evaluation packages are a "
+    "name-hashed quarter of the installed ones, never in training "
+    "(cprs_engine/training/data/packages.py)."
+)
 
 
 def run_case(ex, methods: list[str], comp, view, budget: int, embedder=None) -> list[dict]:
@@ -260,9 +303,9 @@ def run(args: argparse.Namespace) -> int:
     from cprs_engine.training.data.evalset import eval_case
 
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
-    tasks = [t for t in args.tasks.split(",") if t.strip()]
+    tasks = expand_tasks(args.tasks)
     methods = [m for m in args.methods.split(",") if m.strip()]
-    bad = [t for t in tasks if t not in TASKS] + [m for m in methods if m not in METHODS]
+    bad = [t for t in tasks if t not in ALL_TASKS] + [m for m in methods if m not in METHODS]
     if bad or not methods:
         print(f"unknown task/method: {', '.join(bad) or '(none given)'}", file=sys.stderr)
         return 2

@@ -28,7 +28,9 @@ class Example:
     granularity: str  # keyword / sentence / paragraph
     prompt_name: str = ""  # LIBRARY key the prompt came from
     # Provenance and evaluation facts: "facts" (strings whose presence in a compressed text
-    # counts as recall), "source" ("hotpot"/"squad"/"haystack"/"synthetic"), "index" (the gold
+    # counts as recall), "source" ("hotpot"/"squad"/"haystack"/"haystack:<source>"/"synthetic"/
+    # "code"/"markdown"), "drawn" (haystacks and files other than the essays: ("squad", i),
+    # ("hotpot", i), ("code"|"markdown", path)), "index" (the gold
     # item/article) and "indices" ({"hotpot": [...], "squad": [...]}: every item/article
     # drawn, for the reserved-split tests).
     meta: dict = field(default_factory=dict)

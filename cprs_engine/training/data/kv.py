@@ -15,7 +15,8 @@ import random
 
 from cprs_engine.prompts import LIBRARY
 
-from .example import Example, from_prompt, haystack_slice, weave
+from .example import Example, from_prompt, haystack_slice
+from .haystacks import fill, weave_into
 from .niah import random_uuid
 from .sources import Corpora, load_corpora
 from .text import Builder
@@ -55,17 +56,25 @@ def make_kv(
     embedded: bool | None = None,
     train_templates: bool = True,
     corpora: Corpora | None = None,
+    haystack: str = "essays",
+    split: str = "train",
 ) -> Example:
-    """A KV retrieval example of about `target_chars` characters."""
+    """A KV retrieval example of about `target_chars` characters. `haystack` and `split`:
+    where an embedded object's filler comes from (haystacks.SOURCES)."""
     embedded = rng.random() < 0.3 if embedded is None else embedded
     b = Builder()
+    drawn: list = []
     if embedded:
         c = corpora or load_corpora()
         n = rng.randint(2, 8)
         gold_at = rng.randrange(n) if positive else None
         pieces = _object(_pairs(rng, n, gold_at), True, True)
-        filler, cuts = haystack_slice(rng, c, target_chars - n * PAIR_CHARS)
-        weave(rng, filler, cuts, [pieces], b)
+        n_hay = target_chars - n * PAIR_CHARS
+        if haystack == "essays":
+            filler, cuts = haystack_slice(rng, c, n_hay)
+        else:
+            filler, cuts = fill(rng, haystack, split, n_hay, c, drawn)
+        weave_into(rng, haystack, filler, cuts, [pieces], b)
     else:
         n = max(1, target_chars // PAIR_CHARS)
         gold_at = rng.randrange(n) if positive else None
@@ -86,7 +95,9 @@ def make_kv(
         key, value = random_uuid(rng), None
     q = rng.choice(QUERIES) if train_templates else QUERIES[0]
     p = LIBRARY["kv"]
-    meta = {"source": "synthetic", "facts": [value] if value else [], "key": key}
+    source = "synthetic" if not embedded or haystack == "essays" else f"haystack:{haystack}"
+    meta = {"source": source, "facts": [value] if value else [], "key": key}
+    meta |= {"drawn": drawn} if drawn else {}
     return from_prompt(p, p.text, q.format(key=key), context, spans, "kv", meta)
 
 

@@ -18,6 +18,15 @@ Weights (sum 1.0), chosen so the skills that carry the RULER/InfiniteBench-style
 | hotpot_paragraph   | 0.07   | paragraph            |
 | squad_paragraph    | 0.05   | paragraph            |
 | vt_slice           | 0      | sentence / fact      |
+| code_qa            | 0      | sentence / fact (codeqa.py)   |
+| json_lookup        | 0      | sentence / fact (records.py)  |
+| log_lookup         | 0      | sentence / fact (logs.py)     |
+| md_table           | 0      | sentence / fact (tables.py)   |
+| niah_sources       | 0      | needles in SQuAD/HotpotQA/code/markdown haystacks |
+| kv_sources         | 0      | a small KV object in those haystacks |
+| vt_sources         | 0      | VT chains in those haystacks |
+
+The last seven (issue 18) are off by default, like `vt_slice`.
 
 `vt_slice` (one window of a long VT document: lone links of the chain) is off by default so
 the first stage's stream stays as it was; later stages turn it on with `cprs train --mix`.
@@ -34,15 +43,32 @@ import random
 from collections.abc import Callable, Iterator
 from functools import partial
 
-from . import kv, niah, qa
+from . import codeqa, kv, logs, niah, qa, records, tables
 from .example import Example
+from .haystacks import SOURCES
 
 POSITIVE_RATE = 0.62
 # A KV window is mostly UUIDs: ~1.7 chars per token against ~4 for prose. Its character
 # target is scaled so that it holds about as many tokens as the other tasks' windows.
 CHAR_SCALE = {"kv": 0.45}
+# Code, JSON, logs and tables run ~1.5-3.3 chars per token (measured with the critic's
+# tokenizer on these generators), so their windows are scaled the same way.
+CHAR_SCALE |= {"code_qa": 0.8, "json_lookup": 0.35, "log_lookup": 0.33, "md_table": 0.55}
+CHAR_SCALE |= {"niah_sources": 0.85, "vt_sources": 0.7, "kv_sources": 0.7}
 
 Generator = Callable[..., Example]
+
+
+def _sourced(make: Generator, rng: random.Random, target_chars: int, **kw) -> Example:
+    """`make` over a haystack other than the essays (training split), the source drawn first."""
+    source = rng.choice(SOURCES[1:])
+    return make(rng, target_chars, haystack=source, split="train", **kw)
+
+
+def _niah_any(rng: random.Random, target_chars: int, **kw) -> Example:
+    return niah.make_niah(rng, target_chars, variant=rng.choice(niah.VARIANTS), **kw)
+
+
 TASKS: dict[str, tuple[float, Generator]] = {
     "niah_single": (0.10, partial(niah.make_niah, variant="single")),
     "niah_multikey": (0.12, partial(niah.make_niah, variant="multikey")),
@@ -56,6 +82,15 @@ TASKS: dict[str, tuple[float, Generator]] = {
     "squad_keyword": (0.06, qa.make_squad_keyword),
     "hotpot_paragraph": (0.07, qa.make_hotpot_paragraph),
     "squad_paragraph": (0.05, qa.make_squad_paragraph),
+    # issue 18's document types and haystack sources: off by default (the stream of the
+    # stages trained before them stays as it was), turned on with `cprs train --mix`
+    "code_qa": (0.0, codeqa.make_code_qa),
+    "json_lookup": (0.0, records.make_json_lookup),
+    "log_lookup": (0.0, logs.make_log_lookup),
+    "md_table": (0.0, tables.make_md_table),
+    "niah_sources": (0.0, partial(_sourced, _niah_any)),
+    "kv_sources": (0.0, partial(_sourced, partial(kv.make_kv, embedded=True))),
+    "vt_sources": (0.0, partial(_sourced, niah.make_vt)),
 }
 
 

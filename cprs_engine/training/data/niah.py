@@ -27,7 +27,8 @@ import uuid
 
 from cprs_engine.prompts import LIBRARY
 
-from .example import NEEDLE_TYPES, Example, from_prompt, haystack_slice, needle_prompt_text, weave
+from .example import NEEDLE_TYPES, Example, from_prompt, haystack_slice, needle_prompt_text
+from .haystacks import fill, weave_into
 from .sources import Corpora, load_corpora
 from .text import Builder
 
@@ -79,10 +80,13 @@ def make_niah(
     n_queries: int | None = None,
     train_templates: bool = True,
     corpora: Corpora | None = None,
+    haystack: str = "essays",
+    split: str = "train",
 ) -> Example:
     """A needle example of about `target_chars` characters (haystack + needles).
 
     `train_templates=False` uses RULER's needle and query templates only (evaluation).
+    `haystack` names the filler's source (haystacks.SOURCES) and `split` its side.
     """
     assert variant in VARIANTS, f"unknown variant {variant!r}"
     c = corpora or load_corpora()
@@ -113,9 +117,10 @@ def make_niah(
     inserts = [(t, True, v) for t, v in gold] + [(t, False, v) for t, v in distract]
     rng.shuffle(inserts)
     n_hay = target_chars - sum(len(t) + 1 for t, _, _ in inserts)
-    filler, cuts = haystack_slice(rng, c, n_hay)
+    drawn: list = []
+    filler, cuts = _filler(rng, c, haystack, split, n_hay, drawn)
     b = Builder()
-    weave(rng, filler, cuts, [[(t, g)] for t, g, _ in inserts], b)
+    weave_into(rng, haystack, filler, cuts, [[(t, g)] for t, g, _ in inserts], b)
     context, spans = b.build()
     query = QUERY_TEMPLATES[qi].format(key=_join_keys(queried), **fmt)
     p = LIBRARY["needle"]
@@ -124,8 +129,24 @@ def make_niah(
         if train_templates
         else p.text.format(type_needle_v=vtype, key="the key", value="the value")
     )
-    meta = {"source": "haystack", "facts": [v for _, g, v in inserts if g], "keys": queried}
+    meta = {"source": _source(haystack), "facts": [v for _, g, v in inserts if g], "keys": queried}
+    meta |= {"drawn": drawn} if drawn else {}
     return from_prompt(p, text, query, context, spans, f"niah_{variant}", meta)
+
+
+def _filler(
+    rng: random.Random, c: Corpora, haystack: str, split: str, n_chars: int, drawn: list
+) -> tuple[str, list[int]]:
+    """The essays exactly as before (the trained stages' data stream), other sources by
+    haystacks.fill (what it drew goes to `drawn`, and to the example's meta)."""
+    if haystack == "essays":
+        return haystack_slice(rng, c, n_chars)
+    return fill(rng, haystack, split, n_chars, c, drawn)
+
+
+def _source(haystack: str) -> str:
+    """meta["source"]: "haystack" for the essays (as before), "haystack:<source>" else."""
+    return "haystack" if haystack == "essays" else f"haystack:{haystack}"
 
 
 def _var_name(rng: random.Random) -> str:
@@ -154,6 +175,8 @@ def make_vt(
     train_templates: bool = True,
     window_slice: bool = False,
     corpora: Corpora | None = None,
+    haystack: str = "essays",
+    split: str = "train",
 ) -> Example:
     """A variable-tracking example (RULER's VT) with statements woven into the haystack.
 
@@ -187,9 +210,10 @@ def make_vt(
         inserts.append(chains[i][heads[i]])
         heads[i] += 1
     n_hay = target_chars - sum(len(s) + 1 for s, _ in inserts)
-    filler, cuts = haystack_slice(rng, c, n_hay)
+    drawn: list = []
+    filler, cuts = _filler(rng, c, haystack, split, n_hay, drawn)
     b = Builder()
-    weave(rng, filler, cuts, [[ins] for ins in inserts], b)
+    weave_into(rng, haystack, filler, cuts, [[ins] for ins in inserts], b)
     context, spans = b.build()
     q = (
         rng.choice(
@@ -203,7 +227,8 @@ def make_vt(
         else "Find all variables that are assigned the value {v} in the text above."
     )
     p = LIBRARY["fact"]
-    meta = {"source": "haystack", "facts": [s for s, g in inserts if g], "value": values[0]}
+    meta = {"source": _source(haystack), "facts": [s for s, g in inserts if g], "value": values[0]}
+    meta |= {"drawn": drawn} if drawn else {}
     task = "vt_slice" if window_slice else "vt"
     return from_prompt(p, p.text, q.format(v=values[0]), context, spans, task, meta)
 
