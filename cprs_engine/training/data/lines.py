@@ -16,10 +16,11 @@ from .text import Builder
 Line = tuple[str, bool]  # (text without "\n", is_gold)
 
 
-def add_lines(builder: Builder, lines: list[Line]) -> None:
-    """Append `lines` (each ended by "\n"); a gold line's indentation stays outside its span."""
+def add_lines(builder: Builder, lines: list[Line], trim: str = "") -> None:
+    """Append `lines` (each ended by "\n"); a gold line's indentation, and any trailing
+    `trim` characters (a JSON member's comma), stay outside its span."""
     for text, gold in lines:
-        body = text.strip()
+        body = text.strip().rstrip(trim)
         if gold and body:
             lead = text[: len(text) - len(text.lstrip())]
             if lead:
@@ -33,9 +34,9 @@ def add_lines(builder: Builder, lines: list[Line]) -> None:
         builder.add("\n")
 
 
-def build(lines: list[Line]) -> tuple[str, list[tuple[int, int]]]:
+def build(lines: list[Line], trim: str = "") -> tuple[str, list[tuple[int, int]]]:
     b = Builder()
-    add_lines(b, lines)
+    add_lines(b, lines, trim)
     return b.build()
 
 

@@ -109,33 +109,13 @@ def make_json_lookup(
     )
     src = text.split("\n")
     gold = _gold_lines(src, layout, asked, key, field) if positive else set()
-    context, spans = _with_commas([(x, i in gold) for i, x in enumerate(src)])
+    context, spans = L.build([(x, i in gold) for i, x in enumerate(src)], trim=",")
     bodies = [x.strip().rstrip(",") for x in src]
     # a line such as `"status": "shipped"` recurs: only lines unique in the document count
     facts = [bodies[i] for i in sorted(gold) if bodies.count(bodies[i]) == 1]
     p = LIBRARY["fact"]
     meta = {"source": "synthetic", "facts": facts, "layout": layout, "type": "json"}
     return from_prompt(p, p.text, query, context, spans, "json_lookup", meta)
-
-
-def _with_commas(ls: list[L.Line]) -> tuple[str, list[tuple[int, int]]]:
-    from .text import Builder
-
-    b = Builder()
-    for text, gold in ls:
-        if gold:
-            body = text.strip().rstrip(",")
-            lead = text[: len(text) - len(text.lstrip())]
-            if lead:
-                b.add(lead)
-            b.add(body, gold=True)
-            rest = text[len(lead) + len(body) :]
-            if rest:
-                b.add(rest)
-        else:
-            b.add(text)
-        b.add("\n")
-    return b.build()
 
 
 def _render(layout: str, records: list[dict]) -> str:
