@@ -233,9 +233,7 @@ def run_per_prompt(args: argparse.Namespace, keeps, weaks, seeds: list[int]) -> 
             f"{best['ratio']:.1f}x (pooled {best['pooled_ratio']:.1f}x)"
         )
     if args.write:
-        path = Path(args.checkpoint or _default_dir()) / "critic.json"
-        if not path.exists():
-            raise SystemExit(f"{path} is missing: only a delta critic stores decoding settings")
+        path = _critic_json(args)
         meta = write_prompt_thresholds(path, {n: best for n, (_, best) in results.items()})
         print(f"wrote prompts {json.dumps(meta['prompts'])} to {path}")
     return 0
@@ -272,9 +270,7 @@ def run(args: argparse.Namespace) -> int:
         f"pooled {best['pooled_ratio']:.1f}x)"
     )
     if args.write:
-        path = Path(args.checkpoint or _default_dir()) / "critic.json"
-        if not path.exists():
-            raise SystemExit(f"{path} is missing: only a delta critic stores decoding settings")
+        path = _critic_json(args)
         meta = json.loads(path.read_text())
         for key in SETTINGS:
             meta.pop(key, None)
@@ -283,6 +279,14 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(meta, indent=1) + "\n")
         print(f"wrote {', '.join(f'{k}={best[k]}' for k in SETTINGS)} to {path}")
     return 0
+
+
+def _critic_json(args: argparse.Namespace) -> Path:
+    """The critic.json `--write` updates; only a delta critic has one."""
+    path = Path(args.checkpoint or _default_dir()) / "critic.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: only a delta critic stores decoding settings")
+    return path
 
 
 def _default_dir() -> Path:
