@@ -9,6 +9,7 @@
        (LM head, tag vs outside)
     -> tags lowered to the critic's `keep_threshold` -> corrected tags -> exact char spans
        -> granularity -> weak neighbours (`weak_threshold`) -> budget    (decoding.py)
+    -> code: plus the lines the query names by symbol                   (anchors.py)
 
 Precision: on CUDA the weights are bf16. On a CPU whose oneDNN has native bf16 (AVX512-BF16,
 AMX) `precision="auto"` runs the matmuls under bf16 autocast with fp32 norms and softmax; the
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cprs_engine import decoding, doctypes, encoding, prompts, units
+from cprs_engine import anchors, decoding, doctypes, encoding, prompts, units
 from cprs_engine.errors import (
     Cancelled,
     ContextTooLong,
@@ -50,7 +51,7 @@ from cprs_engine.linking import Segments, as_segments, link_windows
 from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
-CODE_VERSION = "4"  # bump when decoding changes what a given model outputs (cache keys use it)
+CODE_VERSION = "5"  # bump when decoding changes what a given model outputs (cache keys use it)
 _OWN = object()  # `Compressor.decode`'s "use my own threshold"
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
@@ -103,6 +104,7 @@ class Scored:
     doc_type: str = doctypes.PROSE  # cprs_engine/doctypes.py
     elision: str | None = None  # doctypes.ELISIONS; None: the type's default
     prompt: str = ""  # the control prompt's name, for its own thresholds
+    query: str = ""  # for the symbol anchors of code (anchors.py)
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,18 @@ class Plan:
     doc_type: str = doctypes.PROSE
     elision: str | None = None
     prompt: str = ""
+    query: str = ""
 
     def empty_outputs(self) -> Outputs:
         return Outputs.empty(len(self.ids))
+
+
+def symbol_anchors(scored: Scored) -> list[tuple[int, int]]:
+    """The code lines the query names by symbol (anchors.py); none for other types and for
+    keyword granularity, whose output is a list of phrases, not lines."""
+    if scored.doc_type != doctypes.CODE or scored.granularity == "keyword" or not scored.query:
+        return []
+    return anchors.code_anchors(scored.query, scored.context)
 
 
 def build_prefix(control_prompt: str, query: str) -> str:
@@ -331,14 +342,14 @@ class Compressor:
         ids, offsets, prefix, windows = self.prepare(query, context, control.text, doc_type=kind)
         return Plan(
             context, control.granularity, control.tag, ids, offsets, prefix, windows,
-            time.perf_counter() - t0, kind, elision, control.name,
+            time.perf_counter() - t0, kind, elision, control.name, query,
         )  # fmt: skip
 
     def scored(self, plan: Plan, out: Outputs, model_s: float) -> Scored:
         timings = {"tokenize": plan.tokenize_s, "model": model_s}
         return Scored(
             plan.context, plan.granularity, plan.offsets, out.tags, out.support, out.scores,
-            timings, plan.doc_type, plan.elision, plan.prompt,
+            timings, plan.doc_type, plan.elision, plan.prompt, plan.query,
         )  # fmt: skip
 
     def decode(
@@ -367,6 +378,8 @@ class Compressor:
             keep_threshold=own_keep if keep_threshold is _OWN else keep_threshold,
             doc_type=scored.doc_type,
             elision=scored.elision,
+            anchors=symbol_anchors(scored),
+            context=not prompts.standalone(scored.prompt),
         )
         out_tokens = self.count_tokens(compressed) if compressed else 0
         timings = scored.timings | {"decode": time.perf_counter() - t2}

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cprs_engine import doctypes, structure
+from cprs_engine.anchors import ANCHOR_SCORE
 from cprs_engine.result import Span
 from cprs_engine.windows import paragraph_ends, sentence_ends
 
@@ -346,6 +347,8 @@ def decode(
     keep_threshold: float | None = None,
     doc_type: str = doctypes.PROSE,
     elision: str | None = None,
+    anchors: Sequence[tuple[int, int]] = (),
+    context: bool = True,
 ) -> tuple[str, list[Span]]:
     """The whole pipeline: lower → correct → spans → expand → weak neighbours → budget → merge
     → join.
@@ -357,6 +360,11 @@ def decode(
     `support` (per token, the probability of not being O) with `keep_threshold` keeps every
     token it reaches (`lower_tags`), and with `weak_threshold` adds the weak neighbours of kept
     sentences (`extend_weak`); both at sentence granularity only.
+
+    `anchors` (char ranges, anchors.py: the lines a question names by symbol) join the
+    critic's spans of a structured type at sentence or paragraph granularity, scored
+    `anchors.ANCHOR_SCORE`. `context=False` (a standalone prompt's extracts, such as needles):
+    such a type keeps whole lines without the structure around them.
 
     The budget picks among granularity units before touching units are merged (so it chooses
     sentences, not one merged block). With a budget, the returned text's `count_tokens` is
@@ -374,9 +382,12 @@ def decode(
             assert support is not None, "weak_threshold needs the per-token support"
             lines = None if doc_type == doctypes.MARKDOWN else line_ends(text)
             spans = extend_weak(spans, text, offsets, support, scores, weak_threshold, bounds=lines)
+        if anchors:
+            pinned = [Span(a, b, text[a:b], ANCHOR_SCORE) for a, b in anchors if b > a]
+            spans = sorted([*spans, *pinned], key=lambda s: (s.start, s.end))
         return structure.decode(
             spans, text, doc_type, granularity,
-            budget_tokens=budget_tokens, count_tokens=count_tokens, mark=mark,
+            budget_tokens=budget_tokens, count_tokens=count_tokens, mark=mark, context=context,
         )  # fmt: skip
     bounds = sentence_ends(text) if granularity == "sentence" else None
     spans = expand(spans, text, granularity, bounds=bounds)

@@ -10,7 +10,7 @@ the expansion). A critic may decode each named prompt with its own thresholds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cprs_engine.errors import UnknownGranularity
 
@@ -24,6 +24,9 @@ class ControlPrompt:
     text: str
     granularity: str
     tag: str
+    # Its extracts read alone (a needle's statement): decoding a structured type keeps whole
+    # lines without the structure around them (no enclosing signatures or heading paths).
+    standalone: bool = False
 
 
 LIBRARY: dict[str, ControlPrompt] = {
@@ -48,6 +51,7 @@ LIBRARY: dict[str, ControlPrompt] = {
             "{key} is: {value}.' from the document.",
             "sentence",
             "needle",
+            standalone=True,
         ),
         ControlPrompt(
             "fact",
@@ -97,7 +101,7 @@ def resolve(
         base = LIBRARY[prompt]
         if granularity is not None and granularity != base.granularity:
             _check(granularity)
-            base = ControlPrompt(base.name, base.text, granularity, base.tag)
+            base = replace(base, granularity=granularity)
     else:
         granularity = granularity or "sentence"
         _check(granularity)
@@ -106,8 +110,13 @@ def resolve(
         # A named prompt reworded (the needle prompt with its placeholders filled) keeps its
         # name, so its own decoding thresholds (critic.json "prompts") still apply to it.
         name = base.name if prompt is not None else "custom"
-        return ControlPrompt(name, instruction.strip(), base.granularity, base.tag)
+        return replace(base, name=name, text=instruction.strip())
     return base
+
+
+def standalone(name: str) -> bool:
+    """Whether the named prompt's extracts read alone (`ControlPrompt.standalone`)."""
+    return name in LIBRARY and LIBRARY[name].standalone
 
 
 def _check(granularity: str) -> None:

@@ -129,8 +129,13 @@ def _opens(line: str) -> bool:
     return re.sub(r"#.*$", "", line).rstrip().endswith((":", "{"))
 
 
-def units(spans: Sequence[Span], text: str, doc_type: str, granularity: str) -> list[Unit]:
-    """The type's units around the critic's spans, each with its context (see the table)."""
+def units(
+    spans: Sequence[Span], text: str, doc_type: str, granularity: str, context: bool = True
+) -> list[Unit]:
+    """The type's units around the critic's spans, each with its context (see the table).
+    Without `context`: whole lines (or blank-line blocks), nothing around them."""
+    if not context:
+        return line_units(spans, text, granularity, entries=False)
     if doc_type == doctypes.CODE:
         return code_units(spans, CodeIndex(text), granularity)
     if doc_type == doctypes.MARKDOWN:
@@ -314,8 +319,10 @@ def decode(
     budget_tokens: int | None = None,
     count_tokens: Callable[[str], int] | None = None,
     mark: bool = False,
+    context: bool = True,
 ) -> tuple[str, list[Span]]:
-    """Critic spans -> (compressed text, kept spans) for a structured type (see the table)."""
+    """Critic spans -> (compressed text, kept spans) for a structured type (see the table);
+    `context=False`: whole lines alone (a standalone prompt's extracts)."""
     from cprs_engine import jsonprune
     from cprs_engine.decoding import _truncate
 
@@ -323,7 +330,7 @@ def decode(
         return jsonprune.decode(
             tree, spans, granularity, budget_tokens=budget_tokens, count_tokens=count_tokens
         )
-    found = units(spans, text, doc_type, granularity)
+    found = units(spans, text, doc_type, granularity, context)
     if budget_tokens is not None:
         assert count_tokens is not None, "a budget needs count_tokens"
         marker = CODE_MARKER if doc_type in (doctypes.CODE, doctypes.LOG) else TEXT_MARKER

@@ -1,5 +1,7 @@
 """Compressor on a tiny random critic: the contract holds whatever the weights say."""
 
+import dataclasses
+
 import pytest
 
 from cprs_engine import compressor as compressor_module
@@ -241,3 +243,24 @@ def test_load_reads_per_prompt_thresholds_from_critic_json(monkeypatch, compress
     monkeypatch.setattr(checkpoint, "load", lambda path, device=None: loaded)
     comp = Compressor.load("anywhere")
     assert comp.thresholds("needle") == (None, None) and comp.thresholds("fact") == (None, 0.1)
+
+
+def test_code_keeps_the_lines_its_query_names_whatever_the_critic_scores(compressor):
+    """Symbol anchors (anchors.py) reach the output through `decode`, for code only: with
+    every critic score zeroed, the named function still comes back, and prose gets nothing."""
+    import numpy as np
+
+    from cprs_engine import decoding
+
+    code = "import os\n\n\ndef helper_fn(x):\n    y = x + 1\n    return y * 2\n\n\nZ = 3\n" * 3
+    code += "\n\ndef target_fn(a, b):\n    total = a + b\n    return total\n"
+    scored = compressor.score("What does `target_fn` return?", code, doc_type="code")
+    n = len(scored.tags)
+    zeroed = dataclasses.replace(
+        scored, tags=np.full(n, decoding.O, np.int8), support=np.zeros(n, np.float32),
+        scores=np.zeros(n, np.float32),
+    )  # fmt: skip
+    out = compressor.decode(zeroed).compressed
+    assert out == "def target_fn(a, b):\n    total = a + b\n    return total"
+    as_prose = dataclasses.replace(zeroed, doc_type="prose")
+    assert compressor.decode(as_prose).compressed == ""

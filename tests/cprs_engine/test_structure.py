@@ -400,3 +400,20 @@ def test_a_marker_after_a_one_line_span_takes_that_lines_indent():
         "class A:\n    def f(self):\n        ...\n        b = 2\n        ...\n        d = 4"
     )
     ast.parse(out)
+
+
+@pytest.mark.parametrize("doc_type", ["code", "markdown"])
+def test_without_context_a_kept_line_comes_alone(doc_type):
+    """A standalone prompt's extract (a needle in code or markdown): the line, no signatures,
+    no heading path, no statement around it; with context the structure comes back."""
+    needle = "One of the special magic numbers for x is: 42."
+    if doc_type == "code":
+        text = f'class A:\n    def f(self):\n        """Doc.\n{needle}\n        """\n        return 1\n'
+    else:
+        text = f"# Title\n\n## Part\n\nSome text here.\n{needle}\nMore text.\n"
+    spans = [span_of(text, needle)]
+    alone, kept = structure.decode(spans, text, doc_type, "sentence", context=False)
+    assert alone == needle and [s.text for s in kept] == [needle]
+    full, _ = structure.decode(spans, text, doc_type, "sentence")
+    assert needle in full and len(full) > len(needle)
+    assert ("def f" in full) if doc_type == "code" else ("## Part" in full)

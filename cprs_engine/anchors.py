@@ -1,0 +1,219 @@
+"""Symbol anchors: the lines of source code that a question names by identifier (issue 18).
+
+The critic reads one window of ~512 tokens at a time. A question about `Client.send` names a
+function whose `def` line and whose `return` lines may lie in different windows; the small
+critic rarely scores a return line it cannot tie to the question (the shipped one gave such a
+line 0.04). Identifiers are exact handles into code, though, and resolving them needs no model:
+
+    symbols      the question's code-shaped words: `backticked` names, dotted.names, snake_case,
+                 CONSTANT_CASE and CamelCase with an inner capital (`InvalidURL`); plain words
+                 ("send", "client") are never symbols, so prose questions anchor nothing
+    file         a backticked path (`a/b.py`) restricts the anchors to the part of the document
+                 under the header line that names it, up to the next header of the same shape
+    definitions  a statement that defines the name (def, class, function, func, fn, struct,
+                 ... NAME; or NAME = ...); a dotted name needs its qualifiers among the openers
+                 that enclose it (`Client.send`: a `send` inside `class Client`)
+    anchors      per definition: its whole block when it has at most MAX_BLOCK_LINES lines,
+                 else its header and the block's exits (return, raise, yield, throw), nested
+                 definitions' exits excluded; plus every line that mentions the name (a dotted
+                 one in full) as a whole word outside imports and definitions, when there are at most MAX_MENTIONS of them (a name
+                 mentioned more often is too common to point anywhere: definitions only)
+
+Anchors are char ranges of whole lines; decoding adds them to the critic's spans with
+ANCHOR_SCORE, after which they are code units like any other (enclosing openers, budget, gap
+markers: structure.py). Deterministic: everything in document order, no model.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cprs_engine.codeindex import CodeIndex
+
+MAX_SYMBOLS = 6
+MAX_DEFINITIONS = 3  # per symbol
+MAX_BLOCK_LINES = 40  # non-blank lines of a definition kept whole
+MAX_MENTIONS = 8  # per symbol
+ANCHOR_SCORE = 1.0  # a critic score's maximum: a budget keeps anchors first
+
+_BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
+_PATH = re.compile(
+    r"[/\\]|\.(?:py|pyi|js|jsx|mjs|ts|tsx|go|rs|java|kt|scala|c|h|cc|cpp|hpp|cs|rb|php|swift|sh|"
+    r"md|rst|txt|json|yaml|yml|toml|ini|cfg|conf|xml|html|css|sql|log)$"
+)
+_IDENT = r"[A-Za-z_]\w*"
+_NAME = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*$")
+_CODE_SHAPED = re.compile(
+    rf"\b{_IDENT}(?:\.{_IDENT})+\b"  # dotted.name
+    r"|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b"  # snake_case
+    r"|\b_+[A-Za-z]\w*\b"  # _private
+    r"|\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b"  # CONSTANT_CASE
+    r"|\b[A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+\b"  # CamelCase with an inner capital
+    r"|\b[A-Z]{2,}[a-z]\w*\b"  # HTTPError
+)
+# Words that are names in every program and point nowhere in one.
+_COMMON_WORDS = (
+    "self cls this None True False null true false return import from class def function "
+    "args kwargs init __init__ main test e.g i.e etc."
+)
+_COMMON = frozenset(_COMMON_WORDS.split())
+_DEFINES = (
+    r"^(?:(?:export|default|pub(?:\([^)]*\))?|public|private|protected|internal|static|final|"
+    r"abstract|async|unsafe|override|virtual|inline|extern|open|data|sealed)\s+)*"
+    r"(?:def|class|function\*?|func(?:\s*\([^)]*\))?|fn|struct|enum|interface|trait|type|"
+    r"module|object|impl|record|union|macro_rules!)\s+{name}\b"
+)
+_ASSIGNS = r"^(?:(?:export|const|let|var|val|static|final|public|private)\s+)*{name}\s*(?::[^=\n]*)?:?=(?!=)"
+_FUNCTION = re.compile(r"^(?:\w+\s+)*(?:def|function\*?|func|fn)\b")
+_EXIT = re.compile(r"^(?:return|raise|yield|throw)\b")
+_IMPORT = re.compile(r"^\s*(?:from\s+\S+\s+import\b|import\b|use\s|#include\b|require\b|using\s)")
+
+
+def symbols(query: str) -> tuple[list[str], list[str]]:
+    """(names, paths) the question mentions, each in order of first mention, deduplicated."""
+    names: list[str] = []
+    paths: list[str] = []
+    for m in _BACKTICKED.finditer(query):
+        word = m.group(1).strip().removesuffix("()").strip()
+        if _NAME.match(word) and not _PATH.search(word):
+            names.append(word)
+        elif _PATH.search(word) and " " not in word:
+            paths.append(word)
+    bare = _BACKTICKED.sub(" ", query)
+    for m in _CODE_SHAPED.finditer(bare):
+        word = m.group(0)
+        if _PATH.search(word):
+            continue  # a file name ("setup.py"), not a symbol
+        names.append(word)
+    keep = [n for n in dict.fromkeys(names) if not {n, n.split(".")[-1]} & _COMMON]
+    return keep[:MAX_SYMBOLS], list(dict.fromkeys(paths))
+
+
+def code_anchors(query: str, text: str, ix: CodeIndex | None = None) -> list[tuple[int, int]]:
+    """Char ranges [start, end) of whole lines that the question's symbols anchor, sorted
+    and merged; [] when the question names no symbol found in `text`."""
+    names, paths = symbols(query)
+    if not names:
+        return []
+    ix = ix or CodeIndex(text)
+    lo, hi = _file_region(ix, paths)
+    lines: set[int] = set()
+    for name in names:
+        lines.update(_anchor_lines(ix, name, lo, hi))
+    return _ranges(ix, sorted(lines))
+
+
+def _file_region(ix: CodeIndex, paths: list[str]) -> tuple[int, int]:
+    """Lines [lo, hi) under the first header line naming one of `paths` (the whole text when
+    none does): up to the next line of the same shape (same text before and after a path)."""
+    n = len(ix.starts)
+    for path in paths:
+        for i in range(n):
+            line = ix.line(i)
+            at = line.find(path)
+            if at < 0 or len(line) > len(path) + 40:
+                continue
+            before, after = re.escape(line[:at]), re.escape(line[at + len(path) :])
+            header = re.compile(rf"^{before}\S+{after}$")
+            end = next((j for j in range(i + 1, n) if header.match(ix.line(j))), n)
+            return i, end
+    return 0, n
+
+
+def _anchor_lines(ix: CodeIndex, name: str, lo: int, hi: int) -> list[int]:
+    parts = name.split(".")
+    last = re.escape(parts[-1])
+    defines = re.compile(_DEFINES.format(name=last))
+    assigns = re.compile(_ASSIGNS.format(name=last))
+    # A dotted name is mentioned only in full (`Client.send`, not any `send`).
+    word = re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")
+    out: list[int] = []
+    definitions = 0
+    mentions: list[int] = []
+    for i in range(lo, hi):
+        if ix.blank(i) or ix.head[i] != i:
+            if not ix.blank(i) and word.search(ix.line(i)):
+                mentions.append(i)
+            continue
+        stripped = ix.line(i).strip()
+        is_def = defines.match(stripped) or (assigns.match(stripped) and len(parts) == 1)
+        if is_def:
+            if definitions < MAX_DEFINITIONS and _qualified(ix, i, parts[:-1]):
+                definitions += 1
+                out.extend(_definition(ix, i))
+        elif word.search(stripped) and not _IMPORT.match(stripped):
+            mentions.append(i)
+    if len(mentions) <= MAX_MENTIONS:
+        out.extend(mentions)
+    return out
+
+
+def _qualified(ix: CodeIndex, i: int, qualifiers: list[str]) -> bool:
+    """Whether the openers enclosing line i name `qualifiers`, innermost last, in order."""
+    if not qualifiers:
+        return True
+    names = []
+    for h in ix.enclosing(i):
+        m = re.search(rf"\b(?:class|def|function|func|fn|struct|impl|object|module|trait|"
+                      rf"interface|enum)\s+({_IDENT})", ix.line(h))  # fmt: skip
+        if m:
+            names.append(m.group(1))
+    want = list(reversed(qualifiers))  # innermost first, like `enclosing`
+    k = 0
+    for n in names:
+        if k < len(want) and n == want[k]:
+            k += 1
+    return k == len(want)
+
+
+def _block(ix: CodeIndex, head: int) -> list[int]:
+    """The lines of the block that the statement at `head` opens (after its last line): the
+    lines indented deeper, and a closing brace at the header's own indentation."""
+    if not ix.opener[head]:
+        return []
+    d = ix.indent[head]
+    out = []
+    j = ix.tail[head] + 1
+    while j < len(ix.starts):
+        if not ix.blank(j):
+            if ix.indent[j] < d or (ix.indent[j] == d and ix.head[j] == j):
+                if ix.indent[j] == d and ix.line(j).lstrip().startswith(("}", "end")):
+                    out.append(j)
+                break
+            out.append(j)
+        j += 1
+    return out
+
+
+def _definition(ix: CodeIndex, head: int) -> list[int]:
+    """A definition's lines: header and block when short, else header and the block's exits."""
+    header = list(range(head, ix.tail[head] + 1))
+    block = _block(ix, head)
+    if len(block) <= MAX_BLOCK_LINES:
+        return header + block
+    if not _FUNCTION.match(ix.line(head).strip()):
+        return header
+    exits, skip_below = [], -1
+    for j in block:
+        if skip_below >= 0 and ix.indent[j] > skip_below:
+            continue
+        skip_below = -1
+        stripped = ix.line(j).strip()
+        if ix.head[j] == j and ix.opener[j] and _FUNCTION.match(stripped):
+            skip_below = ix.indent[j]  # a nested function's exits are its own
+        elif ix.head[j] == j and _EXIT.match(stripped):
+            exits.extend(range(j, ix.tail[j] + 1))
+    return header + exits
+
+
+def _ranges(ix: CodeIndex, lines: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for i in lines:
+        a, b = ix.starts[i], ix.ends[i]
+        while b > a and ix.text[b - 1] in "\r\n":
+            b -= 1
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return out
