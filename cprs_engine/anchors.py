@@ -11,13 +11,16 @@ line 0.04). Identifiers are exact handles into code, though, and resolving them 
     file         a backticked path (`a/b.py`) restricts the anchors to the part of the document
                  under the header line that names it, up to the next header of the same shape
     definitions  a statement that defines the name (def, class, function, func, fn, struct,
-                 ... NAME; or NAME = ...); a dotted name needs its qualifiers among the openers
-                 that enclose it (`Client.send`: a `send` inside `class Client`)
-    anchors      per definition: its whole block when it has at most MAX_BLOCK_LINES lines,
-                 else its header and the block's exits (return, raise, yield, throw), nested
-                 definitions' exits excluded; plus every line that mentions the name (a dotted
-                 one in full) as a whole word outside imports and definitions, when there are at most MAX_MENTIONS of them (a name
-                 mentioned more often is too common to point anywhere: definitions only)
+                 ... NAME; NAME = ...; self.NAME = ...); a dotted name needs its qualifiers
+                 among the openers that enclose it (`Client.send`: a `send` inside `class
+                 Client`), unless none does: a module or an instance (`yaml.safe_load`)
+    anchors      per definition: its whole block when it has at most MAX_BLOCK_LINES lines
+                 besides its docstring, else (a function) its header and skeleton: the block
+                 openers and exits (return, raise, yield, throw) outside nested functions;
+                 plus every line that mentions the name (a dotted one in full) outside imports
+                 and definitions, when there are at most MAX_MENTIONS of them; a name mentioned
+                 more often keeps only its mentions inside another named definition ("Where
+                 does `FileSystemLoader` raise `TemplateNotFound`?")
 
 Anchors are char ranges of whole lines; decoding adds them to the critic's spans with
 ANCHOR_SCORE, after which they are code units like any other (enclosing openers, budget, gap
@@ -63,7 +66,10 @@ _DEFINES = (
     r"(?:def|class|function\*?|func(?:\s*\([^)]*\))?|fn|struct|enum|interface|trait|type|"
     r"module|object|impl|record|union|macro_rules!)\s+{name}\b"
 )
-_ASSIGNS = r"^(?:(?:export|const|let|var|val|static|final|public|private)\s+)*{name}\s*(?::[^=\n]*)?:?=(?!=)"
+_ASSIGNS = (
+    r"^(?:(?:export|const|let|var|val|static|final|public|private)\s+)*(?:(?:self|cls|this)\.)?"
+    r"{name}\s*(?::[^=\n]*)?:?=(?!=)"
+)
 _FUNCTION = re.compile(r"^(?:\w+\s+)*(?:def|function\*?|func|fn)\b")
 _EXIT = re.compile(r"^(?:return|raise|yield|throw)\b")
 _IMPORT = re.compile(r"^\s*(?:from\s+\S+\s+import\b|import\b|use\s|#include\b|require\b|using\s)")
@@ -97,9 +103,18 @@ def code_anchors(query: str, text: str, ix: CodeIndex | None = None) -> list[tup
         return []
     ix = ix or CodeIndex(text)
     lo, hi = _file_region(ix, paths)
+    found = [_find(ix, name, lo, hi) for name in names]
     lines: set[int] = set()
-    for name in names:
-        lines.update(_anchor_lines(ix, name, lo, hi))
+    extents = []  # every anchored definition's whole extent, header to block end
+    for heads, _ in found:
+        for h in heads:
+            lines.update(_definition(ix, h))
+            extents.append((h, max([ix.tail[h], *_block(ix, h)])))
+    for _, mentions in found:
+        if len(mentions) <= MAX_MENTIONS:
+            lines.update(mentions)
+        else:  # too common to point anywhere, except inside another named definition
+            lines.update(m for m in mentions if any(a <= m <= b for a, b in extents))
     return _ranges(ix, sorted(lines))
 
 
@@ -120,32 +135,29 @@ def _file_region(ix: CodeIndex, paths: list[str]) -> tuple[int, int]:
     return 0, n
 
 
-def _anchor_lines(ix: CodeIndex, name: str, lo: int, hi: int) -> list[int]:
+def _find(ix: CodeIndex, name: str, lo: int, hi: int) -> tuple[list[int], list[int]]:
+    """(definition heads, mention lines) of `name` in lines [lo, hi). A dotted name whose
+    qualifiers enclose none of its definitions (`yaml.safe_load`: a module, `client.send`: an
+    instance) takes the definitions of its last part."""
     parts = name.split(".")
     last = re.escape(parts[-1])
     defines = re.compile(_DEFINES.format(name=last))
     assigns = re.compile(_ASSIGNS.format(name=last))
     # A dotted name is mentioned only in full (`Client.send`, not any `send`).
     word = re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])")
-    out: list[int] = []
-    definitions = 0
+    qualified: list[int] = []
+    loose: list[int] = []
     mentions: list[int] = []
     for i in range(lo, hi):
-        if ix.blank(i) or ix.head[i] != i:
-            if not ix.blank(i) and word.search(ix.line(i)):
-                mentions.append(i)
+        if ix.blank(i):
             continue
         stripped = ix.line(i).strip()
-        is_def = defines.match(stripped) or (assigns.match(stripped) and len(parts) == 1)
-        if is_def:
-            if definitions < MAX_DEFINITIONS and _qualified(ix, i, parts[:-1]):
-                definitions += 1
-                out.extend(_definition(ix, i))
+        if ix.head[i] == i and (defines.match(stripped) or assigns.match(stripped)):
+            (qualified if _qualified(ix, i, parts[:-1]) else loose).append(i)
         elif word.search(stripped) and not _IMPORT.match(stripped):
             mentions.append(i)
-    if len(mentions) <= MAX_MENTIONS:
-        out.extend(mentions)
-    return out
+    heads = qualified or (loose if len(parts) > 1 else [])
+    return heads[:MAX_DEFINITIONS], mentions
 
 
 def _qualified(ix: CodeIndex, i: int, qualifiers: list[str]) -> bool:
@@ -186,24 +198,42 @@ def _block(ix: CodeIndex, head: int) -> list[int]:
 
 
 def _definition(ix: CodeIndex, head: int) -> list[int]:
-    """A definition's lines: header and block when short, else header and the block's exits."""
+    """A definition's lines: header and block when the block is short (its docstring not
+    counted), else, for a function, its header and skeleton: the block openers (if, for, try,
+    ...) and exits (return, raise, ...), nested functions' excluded, at most MAX_BLOCK_LINES
+    lines, exits first."""
     header = list(range(head, ix.tail[head] + 1))
     block = _block(ix, head)
-    if len(block) <= MAX_BLOCK_LINES:
+    doc = _docstring(ix, block)
+    if len(block) - len(doc) <= MAX_BLOCK_LINES:
         return header + block
     if not _FUNCTION.match(ix.line(head).strip()):
         return header
-    exits, skip_below = [], -1
+    exits, openers, skip_below = [], [], -1
     for j in block:
         if skip_below >= 0 and ix.indent[j] > skip_below:
             continue
         skip_below = -1
+        if ix.head[j] != j or j in doc:
+            continue
         stripped = ix.line(j).strip()
-        if ix.head[j] == j and ix.opener[j] and _FUNCTION.match(stripped):
-            skip_below = ix.indent[j]  # a nested function's exits are its own
-        elif ix.head[j] == j and _EXIT.match(stripped):
-            exits.extend(range(j, ix.tail[j] + 1))
-    return header + exits
+        whole = list(range(j, ix.tail[j] + 1))
+        if ix.opener[j] and _FUNCTION.match(stripped):
+            skip_below = ix.indent[j]  # a nested function's skeleton is its own
+        elif _EXIT.match(stripped):
+            exits.extend(whole)
+        elif ix.opener[j]:
+            openers.extend(whole)
+    room = max(MAX_BLOCK_LINES - len(exits), 0)
+    return header + exits[:MAX_BLOCK_LINES] + openers[:room]
+
+
+def _docstring(ix: CodeIndex, block: list[int]) -> set[int]:
+    """The lines of a block's leading string statement (a docstring), if it has one."""
+    if not block or not re.match(r"^[rRbBuU]?(?:\"\"\"|\'\'\'|\"|\')", ix.line(block[0]).strip()):
+        return set()
+    h = ix.head[block[0]]
+    return set(range(h, ix.tail[h] + 1))
 
 
 def _ranges(ix: CodeIndex, lines: list[int]) -> list[tuple[int, int]]:

@@ -83,7 +83,7 @@ def test_no_symbol_or_an_unknown_one_anchors_nothing():
     assert code_anchors("What does `Nowhere.found` return?", SOURCE) == []
 
 
-def test_a_long_function_keeps_its_header_and_exits_not_a_nested_functions():
+def test_a_long_function_keeps_its_header_and_skeleton_not_a_nested_functions():
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_BLOCK_LINES + 5))
     src = (
         "def big(a,\n        b):\n"
@@ -93,7 +93,29 @@ def test_a_long_function_keeps_its_header_and_exits_not_a_nested_functions():
         "    return x0 + b\n"
     )
     got = "\n".join(lines_of("What does `big` return?", src))
-    assert got == "def big(a,\n        b):\n        raise KeyError(a)\n    return x0 + b"
+    assert got == "def big(a,\n        b):\n    if a:\n        raise KeyError(a)\n    return x0 + b"
+
+
+def test_a_docstring_does_not_count_against_a_whole_function():
+    doc = "\n".join(f"    line {i} of the docstring" for i in range(MAX_BLOCK_LINES))
+    src = f'def f(x):\n    """Start.\n{doc}\n    """\n    y = x * 2\n    return y\n\nZ = 1\n'
+    assert lines_of("What does `f` return?", src) == [src.split("\n\nZ")[0]]
+
+
+def test_a_module_or_instance_qualifier_falls_back_to_the_bare_definition():
+    src = "def safe_load(stream):\n    return load(stream, SafeLoader)\n\n\ndef load(s, L):\n    pass\n"
+    assert lines_of("What does yaml.safe_load return?", src) == [
+        "def safe_load(stream):\n    return load(stream, SafeLoader)"
+    ]
+    attrs = "class D:\n    def __init__(self, n):\n        self.leapdays = n * 2\n"
+    assert lines_of("How is `D.leapdays` computed?", attrs) == ["        self.leapdays = n * 2"]
+
+
+def test_a_common_name_keeps_its_mentions_inside_another_named_definition():
+    other = "\n".join(f"def g{i}():\n    raise NotFound({i})" for i in range(MAX_MENTIONS + 2))
+    src = f"{other}\nclass FileLoader:\n    def get(self, name):\n        raise NotFound(name)\n"
+    got = lines_of("Where does `FileLoader` raise `NotFound`?", src)
+    assert got == ["class FileLoader:\n    def get(self, name):\n        raise NotFound(name)"]
 
 
 def test_a_name_mentioned_too_often_anchors_its_definitions_only():
