@@ -1,6 +1,7 @@
 """Code questions written by hand over real installed sources: recall of the lines that answer.
 
-    python -m benchmarks.code_questions [--json OUT.json] [--write BENCHMARKS.md] [--limit N]
+    python -m benchmarks.code_questions [--set {a,b,all}] [--json OUT.json]
+                                        [--write BENCHMARKS.md] [--section NAME] [--limit N]
                                         [--threads N]
 
 `cprs eval --tasks code_qa` asks questions that cprs_engine/training/data/codeqa.py reads off
@@ -19,9 +20,15 @@ line. Three kinds, as KINDS names them:
     elsewhere  about a name defined in one place and used in another: a constant's use
                sites, an environment variable read, a function called from other functions
 
+CASES_B is a second set of 20 (9 symbol, 6 plain, 5 elsewhere), independent of CASES: other
+packages (h2, hpack, urllib3, anyio, filelock, dotenv, packaging), written separately from the
+sources alone, without reading the anchors, as a held-out check of what was tuned on CASES.
+`--set` picks the cases: `a` (CASES, the default), `b` (CASES_B) or `all` (both); --write
+replaces the section `code-questions`, `code-questions-b` or `code-questions-all` by set.
+
 Every case runs in two variants: `alone` (the file under a `# <path>` header) and `among 3`
-(the file and two files of other packages from CASES, each under its own header, in a fixed
-order with the question's file first, second or third by case number). A case is skipped,
+(the file and two files of other packages from the cases run, each under its own header, in a
+fixed order with the question's file first, second or third by case number). A case is skipped,
 and reported, when its file is missing or too large, or when a gold line does not occur
 exactly once in the document (after a package upgrade, say): a gold line is counted found
 only when it is in the output, so it must not be found elsewhere.
@@ -283,6 +290,195 @@ CASES: tuple[Case, ...] = (
 )
 
 
+# A second, independent set over packages CASES does not use, written separately from the
+# package sources alone (not from the anchors), as a held-out check: `--set b`.
+CASES_B: tuple[Case, ...] = (
+    # h2 4.4.1
+    Case(
+        "plain",
+        "h2/settings.py",
+        "What is the largest frame size a peer may advertise in its HTTP/2 settings?",
+        ("if not 16384 <= value <= 16777215:  # 2^14 and 2^24 - 1",),
+    ),
+    Case(
+        "symbol",
+        "h2/settings.py",
+        "If the remote peer never sent MAX_CONCURRENT_STREAMS, what limit does "
+        "Settings.max_concurrent_streams report?",
+        ("return self.get(SettingCodes.MAX_CONCURRENT_STREAMS, 2**32+1)",),
+    ),
+    # hpack 4.2.0
+    Case(
+        "plain",
+        "hpack/table.py",
+        "What happens to the dynamic table when one header is bigger than the table's "
+        "maximum size?",
+        ("# We just clear the table if the entry is too big", "if size > self._maxsize:"),
+    ),
+    Case(
+        "symbol",
+        "hpack/table.py",
+        "I get InvalidTableIndex from `HeaderTable.get_by_index(0)`, why is zero not a valid "
+        "index?",
+        (
+            "Note that the table is 1-based ie an index of 0 is",
+            'raise InvalidTableIndex("Invalid table index %d" % original_index)',
+        ),
+    ),
+    Case(
+        "elsewhere",
+        "hpack/table.py",
+        "How is STATIC_TABLE_LENGTH used to map an HPACK index onto the dynamic table?",
+        (
+            "index -= HeaderTable.STATIC_TABLE_LENGTH",
+            "offset = HeaderTable.STATIC_TABLE_LENGTH + 1",
+        ),
+    ),
+    # urllib3 2.8.0
+    Case(
+        "elsewhere",
+        "urllib3/util/retry.py",
+        "RETRY_AFTER_STATUS_CODES: which codes are in it, and where does the retry decision "
+        "look at it?",
+        (
+            "RETRY_AFTER_STATUS_CODES = frozenset([413, 429, 503])",
+            "and (status_code in self.RETRY_AFTER_STATUS_CODES)",
+        ),
+    ),
+    Case(
+        "plain",
+        "urllib3/util/retry.py",
+        "With a backoff factor set, how long does the client sleep between consecutive failed "
+        "attempts, and is there a cap?",
+        (
+            "DEFAULT_BACKOFF_MAX = 120",
+            "backoff_value = self.backoff_factor * (2 ** (consecutive_errors_len - 1))",
+            "return float(max(0, min(self.backoff_max, backoff_value)))",
+        ),
+    ),
+    Case(
+        "symbol",
+        "urllib3/util/retry.py",
+        "Retry.increment re-raises a read timeout on a POST instead of retrying it. Why?",
+        (
+            "if read is False or method is None or not self._is_method_retryable(method):",
+            '["HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE"]',
+        ),
+    ),
+    # anyio 4.16.0
+    Case(
+        "elsewhere",
+        "anyio/streams/memory.py",
+        "When does sending on a memory object stream fail with BrokenResourceError?",
+        ("if not self._state.open_receive_channels:", "raise BrokenResourceError from None"),
+    ),
+    Case(
+        "plain",
+        "anyio/streams/memory.py",
+        "If the task waiting to receive is being cancelled, is a sent item still handed to it?",
+        ("if not receiver.task_info.has_pending_cancellation():", "receiver.item = item"),
+    ),
+    Case(
+        "symbol",
+        "anyio/streams/memory.py",
+        "receive_nowait on an empty stream: when do I get EndOfStream rather than WouldBlock?",
+        ("elif not self._state.open_send_channels:",),
+    ),
+    # filelock 3.32.7
+    Case(
+        "elsewhere",
+        "filelock/_unix.py",
+        "Which errno values are in _CONTENTION_ERRNOS and what does a lock attempt do when it "
+        "gets one?",
+        (
+            "_CONTENTION_ERRNOS: Final[frozenset[int]] = frozenset({EACCES, EAGAIN, EWOULDBLOCK})",
+            "if exception.errno in _CONTENTION_ERRNOS:",
+        ),
+    ),
+    Case(
+        "plain",
+        "filelock/_unix.py",
+        "What happens when the lock file is on a filesystem that does not support flock?",
+        (
+            'warnings.warn("flock not supported on this filesystem, falling back to '
+            'SoftFileLock", stacklevel=2)',
+            "self.__class__ = AsyncSoftFileLock if isinstance(self, BaseAsyncFileLock) "
+            "else SoftFileLock",
+        ),
+    ),
+    Case(
+        "symbol",
+        "filelock/_util.py",
+        "What does raise_on_not_writable_file do when the lock path is a directory?",
+        (
+            "if stat.S_ISDIR(file_stat.st_mode):",
+            'raise IsADirectoryError(EISDIR, "Is a directory", filename)  # pragma: win32 no cover',
+        ),
+    ),
+    Case(
+        "symbol",
+        "filelock/_util.py",
+        "How does `break_lock_file` notice that another process recreated the lock after it "
+        "was judged stale?",
+        (
+            "Path(lock_file).rename(break_path)",
+            "if st_after.st_mtime > mtime_before or st_after.st_ino != ino_before:",
+        ),
+    ),
+    # python-dotenv 1.2.4
+    Case(
+        "elsewhere",
+        "dotenv/main.py",
+        "Which values of PYTHON_DOTENV_DISABLED switch off load_dotenv?",
+        (
+            'value = os.environ["PYTHON_DOTENV_DISABLED"].casefold()',
+            'return value in {"1", "true", "t", "yes", "y"}',
+            "if _load_dotenv_disabled():",
+        ),
+    ),
+    Case(
+        "plain",
+        "dotenv/main.py",
+        "If a variable is already set in the environment, does loading a .env file overwrite it?",
+        ("override: bool = False,", "if k in os.environ and not self.override:"),
+    ),
+    Case(
+        "symbol",
+        "dotenv/main.py",
+        'With quote_mode="auto", when does set_key put quotes around the value?',
+        ('quote_mode == "auto" and not value_to_set.isalnum()', "value_out = f\"'{escaped}'\""),
+    ),
+    # packaging 26.4
+    Case(
+        "symbol",
+        "packaging/utils.py",
+        "Why is a wheel named foo__bar-1.0-py3-none-any.whl rejected by parse_wheel_filename?",
+        (
+            'if "__" in name_part or _wheel_name_regex.match(name_part) is None:',
+            'raise InvalidWheelFilename(f"Invalid project name: {filename!r}")',
+        ),
+    ),
+    Case(
+        "symbol",
+        "packaging/utils.py",
+        "How does packaging.utils.canonicalize_name treat dots, underscores and runs of dashes?",
+        (
+            'value = name.lower().replace("_", "-").replace(".", "-")',
+            'while "--" in value:',
+            'value = value.replace("--", "-")',
+        ),
+    ),
+)
+
+SETS: dict[str, tuple[Case, ...]] = {"a": CASES, "b": CASES_B, "all": CASES + CASES_B}
+SET_NAMES = {"a": "CASES", "b": "CASES_B", "all": "CASES and CASES_B"}
+
+
+def section_of(which: str) -> str:
+    """The --write section of a set when --section is not given."""
+    return SECTION if which == "a" else f"{SECTION}-{which}"
+
+
 def site_packages() -> Path:
     from cprs_engine.training.data.packages import site_packages as where
 
@@ -322,8 +518,9 @@ def package(path: str) -> str:
 
 
 def partners(case: Case, texts: dict[str, str]) -> list[str]:
-    """Two files of other packages from CASES, for the three-file variant: the first pair, in
-    path order cycling from the case's own file, that keeps the document under MAX_DOC_CHARS."""
+    """Two files of other packages from the planned cases, for the three-file variant: the
+    first pair, in path order cycling from the case's own file, that keeps the document under
+    MAX_DOC_CHARS."""
     pool = sorted(texts)
     start = pool.index(case.path)
     order = [p for p in pool[start + 1 :] + pool[:start] if package(p) != package(case.path)]
@@ -337,7 +534,7 @@ def partners(case: Case, texts: dict[str, str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Doc:
-    case: int  # index into CASES
+    case: int  # index into the cases planned
     variant: str
     files: tuple[str, ...]
     text: str
@@ -400,12 +597,11 @@ def _line_spans(text: str):
         pos += len(ln) + 1
 
 
-def run_doc(doc: Doc, comp, view, embedder) -> list[dict]:
+def run_doc(doc: Doc, case: Case, comp, view, embedder) -> list[dict]:
     import cprs_engine.compressor as compressor
     from cprs_engine.evaluation.baselines import retrieve
     from cprs_engine.evaluation.evaluate import recall
 
-    case = CASES[doc.case]
     ctx = view.count(doc.text)
     rows, budget = [], None
     for method in METHODS:
@@ -468,7 +664,7 @@ def summarize(rows: list[dict], anchored: dict[tuple[int, str], float]) -> list[
     return out
 
 
-def report(rows, anchored, skipped, info, argv) -> str:
+def report(rows, anchored, skipped, info, argv, which: str = "a") -> str:
     headers = ["kind", "variant", "cases", *(f"recall {m}" for m in METHODS), "anchored"]
     headers += ["ratio cprs", "ratio cprs-noanchor"]
     ctx = [r["context_tokens"] for r in rows if r["method"] == "cprs"]
@@ -479,12 +675,14 @@ def report(rows, anchored, skipped, info, argv) -> str:
         if r["method"] == "cprs" and r["missed"]
     ]
     lines = [
-        "## Code questions written by hand (not the code_qa generator)",
+        "## Code questions written by hand (not the code_qa generator)"
+        + ("" if which == "a" else f", set {which}"),
         "",
         f"- Date: {_report.today()}",
         f"- Machine: {_report.machine_text(info)}",
         f"- Command: `{_report.command_line('benchmarks.code_questions', argv)}`",
-        f"- Cases: {len(CASES)} questions in benchmarks/code_questions.py over installed "
+        f"- Cases: {len(SETS[which])} questions ({SET_NAMES[which]}) in "
+        "benchmarks/code_questions.py over installed "
         "package sources, gold = 1-3 lines of the file; each alone and among 2 files of other "
         f"packages; documents {min(ctx, default=0):,}-{max(ctx, default=0):,} tokens "
         "(the critic's tokenizer). Baselines at cprs's output size. Ratios pooled "
@@ -503,7 +701,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.code_questions", description=__doc__)
     p.add_argument("--json", metavar="OUT", help="write every row, the skips and the machine")
     p.add_argument("--write", metavar="FILE", help="replace the --section section of FILE")
-    p.add_argument("--section", default=SECTION, help=f"marked section (default {SECTION})")
+    p.add_argument(
+        "--set",
+        dest="which",
+        choices=SETS,
+        default="a",
+        help="a: CASES (default), b: CASES_B, all: both",
+    )
+    p.add_argument(
+        "--section",
+        default=None,
+        help=f"marked section (default {SECTION}, {SECTION}-b or {SECTION}-all by set)",
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N cases")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
     args = p.parse_args(argv)
@@ -516,7 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = _report.machine(args.threads)
-    docs, skipped = plan()
+    cases = SETS[args.which]
+    section_name = args.section or section_of(args.which)
+    docs, skipped = plan(cases)
     if args.limit is not None:
         docs = [d for d in docs if d.case < args.limit]
     comp = Compressor.load()
@@ -525,9 +736,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     anchored: dict[tuple[int, str], float] = {}
     for n, doc in enumerate(docs, 1):
-        case = CASES[doc.case]
+        case = cases[doc.case]
         anchored[(doc.case, doc.variant)] = anchored_share(case.question, doc.text, case.gold)
-        for row in run_doc(doc, comp, view, embedder):
+        for row in run_doc(doc, case, comp, view, embedder):
+            row["set"] = "a" if case in CASES else "b"
             row["anchored"] = anchored[(doc.case, doc.variant)]
             rows.append(row)
             print(
@@ -536,11 +748,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"tokens {row['seconds']:.1f}s",
                 flush=True,
             )
-    text = report(rows, anchored, skipped, info, argv)
+    text = report(rows, anchored, skipped, info, argv, args.which)
     print("\n" + text)
     if args.write:
-        _report.replace_section(args.write, args.section, text)
-        print(f"\nwrote the {args.section} section of {args.write}", file=sys.stderr)
+        _report.replace_section(args.write, section_name, text)
+        print(f"\nwrote the {section_name} section of {args.write}", file=sys.stderr)
     if args.json:
         from cprs_engine.training.data.packages import split_of
 
@@ -548,7 +760,9 @@ def main(argv: list[str] | None = None) -> int:
             r["split"] = split_of(package(r["path"]))
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(
-            json.dumps({"machine": info, "skipped": skipped, "rows": rows}, indent=1)
+            json.dumps(
+                {"set": args.which, "machine": info, "skipped": skipped, "rows": rows}, indent=1
+            )
         )
     return 0
 
