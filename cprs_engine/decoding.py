@@ -19,6 +19,7 @@ import numpy as np
 
 from cprs_engine import doctypes, structure
 from cprs_engine.anchors import ANCHOR_SCORE
+from cprs_engine.linking import terms
 from cprs_engine.result import Span
 from cprs_engine.windows import paragraph_ends, sentence_ends
 
@@ -180,6 +181,27 @@ def _unit(bounds: Sequence[int], s: Span, text: str) -> tuple[int, int]:
     return min(a, s.start), max(b, s.end)  # a unit never shrinks a span
 
 
+# A weak neighbour joins only a kept sentence it is linked to (`linked`).
+WEAK_NEEDS_LINK = True
+# First words by which a sentence refers back to the one before it.
+_REFERRING = frozenset(
+    ("he", "she", "it", "they", "his", "her", "its", "their", "them", "him", "this", "these",
+     "that", "those", "such", "both", "there", "each", "neither", "either")
+)  # fmt: skip
+_REFERRING_PAIRS = frozenset(("the latter", "the former"))
+
+
+def linked(neighbour: str, kept: str) -> bool:
+    """Whether a neighbour sentence can be read as going with a kept one: it opens with a word
+    that refers back ("It was directed by ...", "His father ..."), or it shares a content
+    word with it (`linking.terms`: 3+ letters, not a stop word)."""
+    words = neighbour.split(maxsplit=2)
+    first = words[0].strip("\"'([").lower() if words else ""
+    if first in _REFERRING or " ".join(words[:2]).lower().rstrip(",") in _REFERRING_PAIRS:
+        return True
+    return bool(terms(neighbour) & terms(kept))
+
+
 def extend_weak(
     spans: Sequence[Span],
     text: str,
@@ -200,7 +222,9 @@ def extend_weak(
     lowered to `threshold`, so a weak sentence anywhere else stays out and the cost in
     compression stays local. One step, not repeated from the sentences it adds. An added
     sentence is scored like a detected span (the mean of its tokens' `scores`), for the
-    budget. Units longer than MAX_UNIT_CHARS["sentence"] are never added.
+    budget. Units longer than MAX_UNIT_CHARS["sentence"] are never added. With WEAK_NEEDS_LINK
+    a neighbour must also be `linked` to the kept sentence: an unrelated sentence around a
+    statement planted in a text (a needle, a variable assignment) is not its bridge.
     """
     if not spans:
         return list(spans)
@@ -234,6 +258,8 @@ def extend_weak(
             i, j = int(np.searchsorted(starts, a)), int(np.searchsorted(starts, b))
             if i > 0 and off[i - 1, 1] > a:
                 i -= 1
+            if WEAK_NEEDS_LINK and not linked(text[a:b], text[s.start : s.end]):
+                continue
             if j > i and float(support[i:j].max()) >= threshold:
                 score = sum(float(x) for x in scores[i:j]) / (j - i)
                 ranges.append((a, b, score))

@@ -365,3 +365,38 @@ def test_decode_with_a_keep_threshold_adds_whole_sentences_anywhere():
         t, offsets, WEAK_TEXT, scores, granularity="keyword", support=support, keep_threshold=0.3
     )
     assert kw == "East Is"  # sentence granularity only
+
+
+@pytest.mark.parametrize(
+    "neighbour, kept, expected",
+    [
+        ("It is set in Salford.", "East Is East is a 1999 film.", True),  # refers back
+        ("His father was a miner.", "Bob Smith is a poet.", True),
+        ("The latter won in 1990.", "A and B ran.", True),
+        ("Robert Rodriguez is a filmmaker.", "It was directed by Robert Rodriguez.", True),
+        ("However, kinetic friction differs.", "VAR OOKAZ = VAR XGYYE.", False),  # unrelated
+        ("The Rhine drains the Alps.", "One of the magic numbers is 42.", False),
+    ],
+)
+def test_a_neighbour_is_linked_by_a_referring_first_word_or_a_shared_term(
+    neighbour, kept, expected
+):
+    from cprs_engine.decoding import linked
+
+    assert linked(neighbour, kept) is expected
+
+
+def test_extend_weak_leaves_out_a_supported_neighbour_that_is_not_linked(monkeypatch):
+    """A statement planted in a text (a variable assignment): the sentence after it, however
+    supported, is not its bridge; without the link requirement it joins."""
+    from cprs_engine import decoding
+
+    text = "VAR QKNSL = 37221. The Rhine drains the Alps.\n\nOther text."
+    offsets = word_tokens(text)
+    kept = [Span(0, 18, text[:18], 0.9)]
+    support = [0.5] * len(offsets)
+    scores = [0.1] * len(offsets)
+    assert extend_weak(kept, text, offsets, support, scores, 0.3) == kept
+    monkeypatch.setattr(decoding, "WEAK_NEEDS_LINK", False)
+    out = extend_weak(kept, text, offsets, support, scores, 0.3)
+    assert [s.text for s in out] == ["VAR QKNSL = 37221.", "The Rhine drains the Alps."]
