@@ -27,7 +27,7 @@ import argparse
 import os
 from pathlib import Path
 
-from cprs_engine.training.trainer import Trainer
+from cprs_engine.training.trainer import HEAD_LR, LR, Trainer
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-tokens", type=int, default=512, help="inference window w")
     p.add_argument("--windows-per-pass", type=int, default=4, help="inference rho")
     p.add_argument("--batch", type=int, default=8, help="examples per step")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr", type=float, default=None, help=f"body learning rate (default {LR}; kept on resume)"
+    )
+    p.add_argument(
+        "--head-lr",
+        type=float,
+        default=None,
+        help=f"cls_head learning rate (default {HEAD_LR}; kept on resume)",
+    )
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument(
         "--decay-to",

@@ -17,6 +17,7 @@ REPRODUCE = (
     "lists decay_to) after removing DIR/train_state.pt; "
     "resume each (same command, no --fresh/--init-from) until its next stage's from_step"
 )
+LR, HEAD_LR = 1e-4, 1e-3  # the defaults of --lr and --head-lr
 FIRST_STAGE = {"from_step": 0, "mix": None, "optimizer": "fresh"}  # when none were recorded
 
 
@@ -73,6 +74,13 @@ class Trainer:
                 args.mix = saved["args"].get("mix")
             if args.decay_to is None:
                 args.decay_to = saved["args"].get("decay_to")
+            for k in ("lr", "head_lr"):  # a stage's own rates, unless the command gives new ones
+                if getattr(args, k) is None:
+                    setattr(args, k, saved["args"].get(k))
+        if args.lr is None:
+            args.lr = LR
+        if args.head_lr is None:
+            args.head_lr = HEAD_LR
         elif args.init_from:
             init = json.loads((Path(args.init_from) / "critic.json").read_text())
             args.layers, args.bidirectional_start = init["num_layers"], init["bidirectional_start"]

@@ -58,6 +58,10 @@ def test_a_stage_from_a_delta_continues_its_counts_with_a_fresh_optimizer(tmp_pa
         "vt_slice=1",
         "--decay-to",
         "5",
+        "--lr",
+        "5e-5",
+        "--head-lr",
+        "7e-4",
     )
     trainer = Trainer(args, second)
     assert (args.layers, args.bidirectional_start, args.train_from) == (3, 2, 1)
@@ -76,5 +80,6 @@ def test_a_stage_from_a_delta_continues_its_counts_with_a_fresh_optimizer(tmp_pa
     resumed = Trainer(_args("--out", str(second), "--max-steps", "4"), second)
     assert resumed.args.mix == {"vt_slice": 1.0} and len(resumed.stages) == 2
     assert resumed.args.decay_to == 5  # the schedule is kept too
+    assert (resumed.args.lr, resumed.args.head_lr) == (5e-5, 7e-4)  # and the stage's rates
     assert resumed.opt_start == 2 and resumed.opt.state
     resumed.close()
