@@ -95,6 +95,8 @@ def kernels() -> list[list[str]]:
     import torch
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+    from benchmarks.engine_bench import matmul_gflops
+
     torch.manual_seed(0)
     flex = torch.compile(flex_attention, dynamic=False)
     g = NH // NKV
@@ -107,10 +109,9 @@ def kernels() -> list[list[str]]:
 
     manual_c = torch.compile(manual, dynamic=True)
     rows = []
-    limits = {}
-    for dt in (torch.bfloat16, torch.float32):
-        a = torch.randn(2048, 2048, dtype=dt)
-        limits[dt] = 2 * 2048**3 / best_ms(lambda a=a: a @ a, n=5) / 1e6
+    limits = {
+        d: matmul_gflops(dtype=n) for d, n in ((torch.bfloat16, "bf16"), (torch.float32, "fp32"))
+    }
     for dt in (torch.bfloat16, torch.float32):
         rows += dtype_rows(dt, limits[dt], flex, manual_c, create_block_mask)
     return rows
