@@ -189,15 +189,18 @@ _REFERRING = frozenset(
      "that", "those", "such", "both", "there", "each", "neither", "either")
 )  # fmt: skip
 _REFERRING_PAIRS = frozenset(("the latter", "the former"))
+_WORDY = re.compile(r"\b[A-Za-z][a-z]{2,}\b")  # a word, not a code: "film", "Desperado"
 
 
 def linked(neighbour: str, kept: str) -> bool:
     """Whether a neighbour sentence can be read as going with a kept one: it opens with a word
-    that refers back ("It was directed by ...", "His father ..."), or it shares a content
-    word with it (`linking.terms`: 3+ letters, not a stop word)."""
+    that refers back ("It was directed by ...", "His father ...") to a kept sentence written
+    in words (one with nothing but codes and numbers, `VAR X = 12`, has nothing to refer to),
+    or it shares a content word with it (`linking.terms`: 3+ letters, not a stop word)."""
     words = neighbour.split(maxsplit=2)
     first = words[0].strip("\"'([").lower() if words else ""
-    if first in _REFERRING or " ".join(words[:2]).lower().rstrip(",") in _REFERRING_PAIRS:
+    refers = first in _REFERRING or " ".join(words[:2]).lower().rstrip(",") in _REFERRING_PAIRS
+    if refers and _WORDY.search(kept):
         return True
     return bool(terms(neighbour) & terms(kept))
 

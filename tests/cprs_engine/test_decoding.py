@@ -376,6 +376,7 @@ def test_decode_with_a_keep_threshold_adds_whole_sentences_anywhere():
         ("Robert Rodriguez is a filmmaker.", "It was directed by Robert Rodriguez.", True),
         ("However, kinetic friction differs.", "VAR OOKAZ = VAR XGYYE.", False),  # unrelated
         ("The Rhine drains the Alps.", "One of the magic numbers is 42.", False),
+        ("It grew out of folk rock.", "VAR YBCAU = 49741.", False),  # nothing to refer to
     ],
 )
 def test_a_neighbour_is_linked_by_a_referring_first_word_or_a_shared_term(
