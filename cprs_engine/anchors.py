@@ -108,8 +108,9 @@ def code_anchors(query: str, text: str, ix: CodeIndex | None = None) -> list[tup
     extents = []  # every anchored definition's whole extent, header to block end
     for heads, _ in found:
         for h in heads:
-            lines.update(_definition(ix, h))
-            extents.append((h, max([ix.tail[h], *_block(ix, h)])))
+            block = _block(ix, h)
+            lines.update(_definition(ix, h, block))
+            extents.append((h, max([ix.tail[h], *block])))
     for _, mentions in found:
         if len(mentions) <= MAX_MENTIONS:
             lines.update(mentions)
@@ -197,13 +198,12 @@ def _block(ix: CodeIndex, head: int) -> list[int]:
     return out
 
 
-def _definition(ix: CodeIndex, head: int) -> list[int]:
-    """A definition's lines: header and block when the block is short (its docstring not
-    counted), else, for a function, its header and skeleton: the block openers (if, for, try,
-    ...) and exits (return, raise, ...), nested functions' excluded, at most MAX_BLOCK_LINES
-    lines, exits first."""
+def _definition(ix: CodeIndex, head: int, block: list[int]) -> list[int]:
+    """A definition's lines, given its `_block`: header and block when the block is short (its
+    docstring not counted), else, for a function, its header and skeleton: the block openers
+    (if, for, try, ...) and exits (return, raise, ...), nested functions' excluded, at most
+    MAX_BLOCK_LINES lines, exits first."""
     header = list(range(head, ix.tail[head] + 1))
-    block = _block(ix, head)
     doc = _docstring(ix, block)
     if len(block) - len(doc) <= MAX_BLOCK_LINES:
         return header + block

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cprs_engine import anchors, decoding, doctypes, encoding, prompts, units
+from cprs_engine.codeindex import CodeIndex
 from cprs_engine.errors import (
     Cancelled,
     ContextTooLong,
@@ -128,12 +129,22 @@ class Plan:
         return Outputs.empty(len(self.ids))
 
 
-def symbol_anchors(scored: Scored) -> list[tuple[int, int]]:
-    """The code lines the query names by symbol (anchors.py); none for other types and for
-    keyword granularity, whose output is a list of phrases, not lines."""
-    if scored.doc_type != doctypes.CODE or scored.granularity == "keyword" or not scored.query:
+def code_index(scored: Scored, context: bool) -> CodeIndex | None:
+    """One `CodeIndex` of a code document, for its structure (`context`) and its symbol
+    anchors alike; None where neither needs one: other types, keyword granularity (phrases,
+    not lines), a standalone prompt's whole lines with no symbol in the query."""
+    if scored.doc_type != doctypes.CODE or scored.granularity == "keyword":
+        return None
+    if context or anchors.symbols(scored.query)[0]:
+        return CodeIndex(scored.context)
+    return None
+
+
+def symbol_anchors(scored: Scored, ix: CodeIndex | None) -> list[tuple[int, int]]:
+    """The code lines the query names by symbol (anchors.py), given the document's index."""
+    if ix is None or not scored.query:
         return []
-    return anchors.code_anchors(scored.query, scored.context)
+    return anchors.code_anchors(scored.query, scored.context, ix)
 
 
 def build_prefix(control_prompt: str, query: str) -> str:
@@ -365,6 +376,8 @@ class Compressor:
         the scored prompt (`thresholds`); `cprs tune` decodes one `Scored` at several."""
         t2 = time.perf_counter()
         own_keep, own_weak = self.thresholds(scored.prompt)
+        context = not prompts.standalone(scored.prompt)
+        ix = code_index(scored, context)
         compressed, spans = decoding.decode(
             scored.tags.tolist(),
             scored.offsets,
@@ -378,8 +391,9 @@ class Compressor:
             keep_threshold=own_keep if keep_threshold is _OWN else keep_threshold,
             doc_type=scored.doc_type,
             elision=scored.elision,
-            anchors=symbol_anchors(scored),
-            context=not prompts.standalone(scored.prompt),
+            anchors=symbol_anchors(scored, ix),
+            context=context,
+            code_index=ix,
         )
         out_tokens = self.count_tokens(compressed) if compressed else 0
         timings = scored.timings | {"decode": time.perf_counter() - t2}

@@ -19,6 +19,7 @@ import numpy as np
 
 from cprs_engine import doctypes, structure
 from cprs_engine.anchors import ANCHOR_SCORE
+from cprs_engine.codeindex import CodeIndex
 from cprs_engine.linking import terms
 from cprs_engine.result import Span
 from cprs_engine.windows import paragraph_ends, sentence_ends
@@ -378,6 +379,7 @@ def decode(
     elision: str | None = None,
     anchors: Sequence[tuple[int, int]] = (),
     context: bool = True,
+    code_index: CodeIndex | None = None,
 ) -> tuple[str, list[Span]]:
     """The whole pipeline: lower → correct → spans → expand → weak neighbours → budget → merge
     → join.
@@ -393,7 +395,8 @@ def decode(
     `anchors` (char ranges, anchors.py: the lines a question names by symbol) join the
     critic's spans of a structured type at sentence or paragraph granularity, scored
     `anchors.ANCHOR_SCORE`. `context=False` (a standalone prompt's extracts, such as needles):
-    such a type keeps whole lines without the structure around them.
+    such a type keeps whole lines without the structure around them. `code_index`: the code
+    document's `CodeIndex` when the caller has built one already (for its anchors).
 
     The budget picks among granularity units before touching units are merged (so it chooses
     sentences, not one merged block). With a budget, the returned text's `count_tokens` is
@@ -417,6 +420,7 @@ def decode(
         return structure.decode(
             spans, text, doc_type, granularity,
             budget_tokens=budget_tokens, count_tokens=count_tokens, mark=mark, context=context,
+            code_index=code_index,
         )  # fmt: skip
     bounds = sentence_ends(text) if granularity == "sentence" else None
     spans = expand(spans, text, granularity, bounds=bounds)

@@ -130,14 +130,20 @@ def _opens(line: str) -> bool:
 
 
 def units(
-    spans: Sequence[Span], text: str, doc_type: str, granularity: str, context: bool = True
+    spans: Sequence[Span],
+    text: str,
+    doc_type: str,
+    granularity: str,
+    context: bool = True,
+    code_index: CodeIndex | None = None,
 ) -> list[Unit]:
     """The type's units around the critic's spans, each with its context (see the table).
-    Without `context`: whole lines (or blank-line blocks), nothing around them."""
+    Without `context`: whole lines (or blank-line blocks), nothing around them. Code uses
+    `code_index` when given (an index of `text`), else builds one."""
     if not context:
         return line_units(spans, text, granularity, entries=False)
     if doc_type == doctypes.CODE:
-        return code_units(spans, CodeIndex(text), granularity)
+        return code_units(spans, code_index or CodeIndex(text), granularity)
     if doc_type == doctypes.MARKDOWN:
         return markdown_units(spans, text, granularity)
     return line_units(spans, text, granularity, entries=doc_type == doctypes.LOG)
@@ -320,9 +326,11 @@ def decode(
     count_tokens: Callable[[str], int] | None = None,
     mark: bool = False,
     context: bool = True,
+    code_index: CodeIndex | None = None,
 ) -> tuple[str, list[Span]]:
     """Critic spans -> (compressed text, kept spans) for a structured type (see the table);
-    `context=False`: whole lines alone (a standalone prompt's extracts)."""
+    `context=False`: whole lines alone (a standalone prompt's extracts); `code_index`: an
+    index of `text` already built (`units`)."""
     from cprs_engine import jsonprune
     from cprs_engine.decoding import _truncate
 
@@ -330,7 +338,7 @@ def decode(
         return jsonprune.decode(
             tree, spans, granularity, budget_tokens=budget_tokens, count_tokens=count_tokens
         )
-    found = units(spans, text, doc_type, granularity, context)
+    found = units(spans, text, doc_type, granularity, context, code_index)
     if budget_tokens is not None:
         assert count_tokens is not None, "a budget needs count_tokens"
         marker = CODE_MARKER if doc_type in (doctypes.CODE, doctypes.LOG) else TEXT_MARKER
