@@ -100,3 +100,11 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def publish(text: str, path: str | None, section: str) -> None:
+    """Print a benchmark's section, and with `path` (its --write) replace that section there."""
+    print(text)
+    if path:
+        replace_section(path, section, text)
+        print(f"\nwrote the {section} section of {path}", file=sys.stderr)

@@ -195,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
     )
-    print(text)
-    if args.write:
-        _report.replace_section(args.write, args.section, text)
-        print(f"\nwrote the {args.section} section of {args.write}", file=sys.stderr)
+    _report.publish(text, args.write, args.section)
     return 0
 
 

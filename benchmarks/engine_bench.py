@@ -329,11 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(shapes.split(","), lengths_n, args.rounds, args.repeat, precisions)
     info["torch_threads"] = rows[0]["threads"]
     text = render(rows, _report.command_line("benchmarks.engine_bench", argv), info)
-    print(text)
-    if args.write:
-        section = args.section or (f"{SECTION}-long" if args.long else SECTION)
-        _report.replace_section(args.write, section, text)
-        print(f"\nwrote the {section} section of {args.write}", file=sys.stderr)
+    section = args.section or (f"{SECTION}-long" if args.long else SECTION)
+    _report.publish(text, args.write, section)
     return 0
 
 

@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             _report.table(headers, rows),
         ]
     )
-    print(text)
-    if args.write:
-        _report.replace_section(args.write, args.section, text)
-        print(f"\nwrote the {args.section} section of {args.write}", file=sys.stderr)
+    _report.publish(text, args.write, args.section)
     return 0
 
 

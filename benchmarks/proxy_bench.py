@@ -357,10 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         facts["litellm"] = _services.venv_facts(str(Path(args.litellm).with_name("python")))
     res = run(args)
     text = render(res, _report.command_line("benchmarks.proxy_bench", argv), info, facts)
-    print(text)
-    if args.write:
-        _report.replace_section(args.write, SECTION, text)
-        print(f"\nwrote the {SECTION} section of {args.write}", file=sys.stderr)
+    _report.publish(text, args.write, SECTION)
     return 0
 
 
