@@ -37,7 +37,11 @@ from cprs_engine import decoding, structure, units
 from cprs_engine.result import Span
 
 
-def python_files(n: int, seed: int) -> list[tuple[str, str, ast.AST]]:
+def python_files(
+    n: int, seed: int, *, min_chars: int = 3_000, max_chars: int = 100_000
+) -> list[tuple[str, str, ast.AST]]:
+    """`n` real Python sources of the installed packages, parseable and of `min_chars` to
+    `max_chars` characters, chosen by seed: (path, text, syntax tree)."""
     files = sorted(
         p for d in Path(sys.prefix).glob("lib/python3*/site-packages")
         for p in glob.glob(f"{d}/**/*.py", recursive=True)
@@ -48,7 +52,7 @@ def python_files(n: int, seed: int) -> list[tuple[str, str, ast.AST]]:
     for f in files:
         try:
             text = Path(f).read_text(encoding="utf-8")
-            if not 3_000 <= len(text) <= 100_000:
+            if not min_chars <= len(text) <= max_chars:
                 continue
             out.append((f, text, ast.parse(text)))
         except (UnicodeDecodeError, SyntaxError, ValueError, OSError):

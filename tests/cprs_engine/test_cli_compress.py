@@ -159,18 +159,26 @@ def test_real_checkpoint_path_missing_exits_3(tmp_path, doc, capsys):
     assert captured.err.startswith("cprs compress: error: ")
 
 
-def test_real_compressor_json_through_cprs(tmp_path, capsys):
-    """`cprs compress --json` with the real Compressor on a tiny random checkpoint."""
+def compress_json(tmp_path, capsys, name: str, text: str, query: str, *extra: str):
+    """`cprs compress --json` with the real Compressor on a tiny random checkpoint (saved in
+    `tmp_path` once): (exit code, captured output)."""
     from cprs_engine.checkpoint import save_tiny_random
     from cprs_engine.cli import main
 
-    ckpt = save_tiny_random(tmp_path / "tiny")
+    ckpt = tmp_path / "tiny"
+    if not ckpt.exists():
+        save_tiny_random(ckpt)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    argv = ["compress", "-q", query, "-f", str(path), "--checkpoint", str(ckpt)]
+    code = main([*argv, "--json", "--window-tokens", "64", *extra])
+    return code, capsys.readouterr()
+
+
+def test_real_compressor_json_through_cprs(tmp_path, capsys):
+    """`cprs compress --json` with the real Compressor on a tiny random checkpoint."""
     context = "".join(f"Fact {i}: the code for box {i} is {i * 31}. " for i in range(60))
-    path = tmp_path / "doc.txt"
-    path.write_text(context, encoding="utf-8")
-    argv = ["compress", "-q", "code for box 7?", "-f", str(path), "--checkpoint", str(ckpt)]
-    code = main([*argv, "--json", "--window-tokens", "64"])
-    captured = capsys.readouterr()
+    code, captured = compress_json(tmp_path, capsys, "doc.txt", context, "code for box 7?")
     assert code == 0, captured.err
     result = CompressionResult.from_dict(json.loads(captured.out))
     assert result.input_tokens > 0
@@ -189,21 +197,18 @@ def test_doc_type_and_elision_reach_the_compressor_only_when_given(doc):
 
 
 def test_real_compressor_json_shows_the_doc_type(tmp_path, capsys):
-    from cprs_engine.checkpoint import save_tiny_random
-    from cprs_engine.cli import main
-
-    ckpt = save_tiny_random(tmp_path / "tiny")
-    code = "".join(f"def box_{i}():\n    return {i * 31}\n\n" for i in range(60))
-    path = tmp_path / "mod.py"
-    path.write_text(code, encoding="utf-8")
-    argv = ["compress", "-q", "what does box_7 return?", "-f", str(path), "--checkpoint", str(ckpt)]
-    assert main([*argv, "--json", "--window-tokens", "64"]) == 0
-    body = json.loads(capsys.readouterr().out)
+    source = "".join(f"def box_{i}():\n    return {i * 31}\n\n" for i in range(60))
+    code, captured = compress_json(tmp_path, capsys, "mod.py", source, "what does box_7 return?")
+    assert code == 0
+    body = json.loads(captured.out)
     assert body["doc_type"] == "code"
     assert CompressionResult.from_dict(body).doc_type == "code"
     assert (
         CompressionResult.from_dict({k: v for k, v in body.items() if k != "doc_type"}).doc_type
         == "prose"
     )
-    assert main([*argv, "--json", "--window-tokens", "64", "--doc-type", "prose"]) == 0
-    assert json.loads(capsys.readouterr().out)["doc_type"] == "prose"
+    code, captured = compress_json(
+        tmp_path, capsys, "mod.py", source, "what does box_7 return?", "--doc-type", "prose"
+    )
+    assert code == 0
+    assert json.loads(captured.out)["doc_type"] == "prose"

@@ -2,21 +2,17 @@
 with what makes it readable, spans stay exact substrings, the budget holds, prose is untouched."""
 
 import ast
-import glob
 import json
 import random
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
+from benchmarks.structure_bench import python_files
 from cprs_engine import decoding, structure
 from cprs_engine.codeindex import CodeIndex
 from cprs_engine.decoding import B, I, O, check_spans
 from cprs_engine.result import Span
-
-SITE = sorted(Path(sys.prefix).glob("lib/python3*/site-packages"))
 
 
 def words(s: str) -> int:
@@ -26,26 +22,6 @@ def words(s: str) -> int:
 def span_of(text: str, needle: str, score: float = 0.5) -> Span:
     a = text.index(needle)
     return Span(a, a + len(needle), needle, score)
-
-
-def python_files(n: int, seed: int) -> list[tuple[str, str]]:
-    """`n` real Python sources of the installed packages (2-80 KB, parseable), chosen by seed."""
-    files = sorted(p for d in SITE for p in glob.glob(f"{d}/**/*.py", recursive=True))
-    rng = random.Random(seed)
-    rng.shuffle(files)
-    out = []
-    for f in files:
-        try:
-            text = Path(f).read_text(encoding="utf-8")
-            if not 2_000 <= len(text) <= 80_000:
-                continue
-            tree = ast.parse(text)
-        except (UnicodeDecodeError, SyntaxError, ValueError, OSError):
-            continue
-        out.append((f, text, tree))
-        if len(out) == n:
-            break
-    return out
 
 
 def enclosing_headers(tree: ast.AST, line: int) -> list[tuple[int, int]]:
@@ -79,7 +55,7 @@ def test_code_keeps_indentation_and_every_enclosing_signature(seed):
     signature longer than MAX_HEADER_LINES: its first line)."""
     rng = random.Random(seed)
     checked = 0
-    for path, text, tree in python_files(8, seed):
+    for path, text, tree in python_files(8, seed, min_chars=2_000, max_chars=80_000):
         lines = text.split("\n")
         candidates = [
             k
