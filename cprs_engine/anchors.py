@@ -121,7 +121,8 @@ def code_anchors(query: str, text: str, ix: CodeIndex | None = None) -> list[tup
 
 def _file_region(ix: CodeIndex, paths: list[str]) -> tuple[int, int]:
     """Lines [lo, hi) under the first header line naming one of `paths` (the whole text when
-    none does): up to the next line of the same shape (same text before and after a path)."""
+    none does): up to the next line of the same shape (same text before and after a path,
+    and a path between them: a comment `# Anti-commutator` is not the next file's header)."""
     n = len(ix.starts)
     for path in paths:
         for i in range(n):
@@ -130,10 +131,15 @@ def _file_region(ix: CodeIndex, paths: list[str]) -> tuple[int, int]:
             if at < 0 or len(line) > len(path) + 40:
                 continue
             before, after = re.escape(line[:at]), re.escape(line[at + len(path) :])
-            header = re.compile(rf"^{before}\S+{after}$")
-            end = next((j for j in range(i + 1, n) if header.match(ix.line(j))), n)
+            header = re.compile(rf"^{before}(\S+){after}$")
+            end = next((j for j in range(i + 1, n) if _is_header(header, ix.line(j))), n)
             return i, end
     return 0, n
+
+
+def _is_header(header: re.Pattern, line: str) -> bool:
+    m = header.match(line)
+    return m is not None and _PATH.search(m.group(1)) is not None
 
 
 def _find(ix: CodeIndex, name: str, lo: int, hi: int) -> tuple[list[int], list[int]]:

@@ -121,6 +121,14 @@ class CodeIndex:
         h = self.head[i]
         return h, self.tail[h]
 
+    def nested(self, i: int) -> bool:
+        """Whether line i sits inside its statement's structure: it is the statement's first
+        line, or indented at least as deep as that line. A continuation line dedented past its
+        statement (text at column 0 inside an indented string or call) is not nested in it,
+        nor in the blocks around it: it reads as it stands, without their context."""
+        h = self.head[i]
+        return i == h or self.indent[i] >= self.indent[h]
+
     def enclosing(self, i: int) -> list[int]:
         """The heads of the openers around line i's statement, innermost first, with the
         siblings of else-like openers (`if` for `else`)."""

@@ -52,7 +52,7 @@ from cprs_engine.linking import Segments, as_segments, link_windows
 from cprs_engine.result import CompressionResult
 from cprs_engine.windows import split_windows
 
-CODE_VERSION = "5"  # bump when decoding changes what a given model outputs (cache keys use it)
+CODE_VERSION = "6"  # bump when decoding changes what a given model outputs (cache keys use it)
 _OWN = object()  # `Compressor.decode`'s "use my own threshold"
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 

@@ -206,6 +206,37 @@ def linked(neighbour: str, kept: str) -> bool:
     return bool(terms(neighbour) & terms(kept))
 
 
+# A structured type's unit is a whole line (or statement) with its context: a span of at most
+# FAINT_TOKENS tokens, none of them at SURE support, is a stray sub-word (`_dtype`, `wise`,
+# `://`) and does not keep one (`drop_faint`).
+FAINT_TOKENS = 2
+SURE = 0.9
+
+
+def drop_faint(
+    spans: Sequence[Span], offsets: Sequence[tuple[int, int]], support: Sequence[float]
+) -> list[Span]:
+    """Spans of code, markdown, logs and JSON without the faint ones: at most FAINT_TOKENS
+    tokens and no token's `support` at SURE.
+
+    In prose a faint hit costs its sentence; in a structured type it costs a whole line or
+    statement and the context that makes it readable (enclosing signatures, a heading path),
+    and the critic's faint hits there are mostly pieces of identifiers and URLs that resemble
+    the question (measured: docs/document-types.md). Prose keeps them: there a lone token at
+    0.5 can be the only trace of a half-believed fact. Symbol anchors are added after this.
+    """
+    starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+    sup = np.asarray(support, dtype=np.float32)
+    out = []
+    for s in spans:
+        i = int(np.searchsorted(starts, s.start, side="right")) - 1
+        j = int(np.searchsorted(starts, s.end))
+        i = max(i, 0)
+        if j - i > FAINT_TOKENS or (j > i and float(sup[i:j].max()) >= SURE):
+            out.append(s)
+    return out
+
+
 def extend_weak(
     spans: Sequence[Span],
     text: str,
@@ -410,6 +441,8 @@ def decode(
     spans = tags_to_spans(correct_tags(tags, max_gap), offsets, text, scores, min_tokens=min_tokens)
     mark = structure.resolve_elision(elision, doc_type, granularity)
     if doc_type != doctypes.PROSE and granularity != "keyword":
+        if support is not None:
+            spans = drop_faint(spans, offsets, support)
         if weak_threshold is not None and granularity == "sentence":
             assert support is not None, "weak_threshold needs the per-token support"
             lines = None if doc_type == doctypes.MARKDOWN else line_ends(text)

@@ -167,7 +167,9 @@ def code_units(spans: Sequence[Span], ix: CodeIndex, granularity: str) -> list[U
         h0, t0 = ix.statement(lo)
         h1, t1 = ix.statement(hi)
         whole = (
-            t1 - h0 < MAX_STATEMENT_LINES
+            ix.nested(lo)
+            and ix.nested(hi)
+            and t1 - h0 < MAX_STATEMENT_LINES
             and ix.ends[t1] - ix.starts[h0] <= MAX_UNIT_CHARS["sentence"]
         )
         found.append((h0, t1, s.score) if whole else (lo, hi, s.score))
@@ -178,7 +180,7 @@ def code_units(spans: Sequence[Span], ix: CodeIndex, granularity: str) -> list[U
             continue
         lo, hi = lines[0], lines[-1]
         ctx: set[tuple[int, int]] = set()
-        for i in {ix.head[j] for j in lines}:
+        for i in {ix.head[j] for j in lines if ix.nested(j)}:
             if i < lo:  # a long statement's first line, for a kept line inside it
                 ctx.add(_line_range(ix, i, i))
             if ix.tail[i] > hi and TAIL_LINES:  # and its last line: the brackets close

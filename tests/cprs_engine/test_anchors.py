@@ -70,6 +70,15 @@ def test_a_file_path_restricts_anchors_to_that_files_region():
     assert len(everywhere) == 3  # both methods and the function, in document order
 
 
+def test_a_comment_shaped_like_the_header_does_not_end_the_files_region():
+    """`# Anti-commutator` has the shape of `# pkg/client.py` but names no path: the region
+    (and the definitions under it) runs on to the next file's header."""
+    text = SOURCE.replace("class Client:", "# Client\n# ------\nclass Client:")
+    got = lines_of("In `pkg/client.py`: What does `Client.send` return?", text)
+    assert got and got[0].startswith("    def send(self, request):")
+    assert not any("level" in g for g in got)
+
+
 def test_mentions_find_raise_sites_and_env_reads_but_not_imports():
     assert lines_of("Where is `InvalidURL` raised?") == ['            raise InvalidURL("no url")']
     assert lines_of("Where is PKG_LOG_LEVEL read?") == [

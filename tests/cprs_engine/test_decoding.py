@@ -401,3 +401,38 @@ def test_extend_weak_leaves_out_a_supported_neighbour_that_is_not_linked(monkeyp
     monkeypatch.setattr(decoding, "WEAK_NEEDS_LINK", False)
     out = extend_weak(kept, text, offsets, support, scores, 0.3)
     assert [s.text for s in out] == ["VAR QKNSL = 37221.", "The Rhine drains the Alps."]
+
+
+FAINT_CODE = "def f(x):\n    return x\n\n\ndef load_dtype(y):\n    return y\n"
+
+
+def faint_case(hit: str, support_at_hit: float):
+    """Tags for FAINT_CODE: `return x` detected for sure, plus the tokens of `hit` (a piece of
+    the second function) at `support_at_hit`."""
+    offsets = word_tokens(FAINT_CODE)
+    t, support = [O] * len(offsets), [0.0] * len(offsets)
+    first = next(k for k, (a, b) in enumerate(offsets) if FAINT_CODE[a:b].strip() == "return")
+    t[first], t[first + 1], support[first], support[first + 1] = B, E, 0.99, 0.99
+    at = FAINT_CODE.index(hit)
+    for k, (a, b) in enumerate(offsets):
+        if a < at + len(hit) and b > at:
+            t[k], support[k] = I, support_at_hit
+    return t, offsets, support
+
+
+@pytest.mark.parametrize(
+    "hit, support_at_hit, kept",
+    [
+        ("load_dtype", 0.5, False),  # one faint sub-word: no line, no context for it
+        ("load_dtype", 0.95, True),  # the critic is sure of it
+        ("load_dtype(y):", 0.5, True),  # more than FAINT_TOKENS tokens
+    ],
+)
+def test_a_faint_short_span_keeps_no_line_of_a_structured_type(hit, support_at_hit, kept):
+    t, offsets, support = faint_case(hit, support_at_hit)
+    out, spans = decode(t, offsets, FAINT_CODE, support, support=support, doc_type="code")
+    check_spans(spans, FAINT_CODE)
+    assert "return x" in out
+    assert ("def load_dtype(y):" in out) is kept
+    prose, _ = decode(t, offsets, FAINT_CODE, support, support=support)
+    assert "load_dtype" in prose  # prose keeps its faint hits

@@ -384,12 +384,29 @@ def test_without_context_a_kept_line_comes_alone(doc_type):
     no heading path, no statement around it; with context the structure comes back."""
     needle = "One of the special magic numbers for x is: 42."
     if doc_type == "code":
-        text = f'class A:\n    def f(self):\n        """Doc.\n{needle}\n        """\n        return 1\n'
+        text = f"class A:\n    def f(self):\n        x = 1\n        {needle}\n        return 1\n"
     else:
         text = f"# Title\n\n## Part\n\nSome text here.\n{needle}\nMore text.\n"
     spans = [span_of(text, needle)]
     alone, kept = structure.decode(spans, text, doc_type, "sentence", context=False)
-    assert alone == needle and [s.text for s in kept] == [needle]
+    assert alone.strip() == needle and [s.text.strip() for s in kept] == [needle]
     full, _ = structure.decode(spans, text, doc_type, "sentence")
-    assert needle in full and len(full) > len(needle)
+    assert needle in full and len(full) > len(alone)
     assert ("def f" in full) if doc_type == "code" else ("## Part" in full)
+
+
+@pytest.mark.parametrize("opener", ['"""Doc.', "call("])
+def test_a_line_dedented_past_its_statement_reads_alone(opener):
+    """A line inside a docstring or a call but indented less than the statement's first line
+    (text at column 0 that does not belong to the code around it) takes none of its
+    statement's context; the same line indented inside it takes all of it."""
+    closer = '"""' if opener.startswith('"""') else ")"
+    for indent, nested in (("", False), ("            ", True)):
+        line = f"{indent}VAR X = 12."
+        text = (
+            f"class A:\n    def f(self):\n        {opener}\n            a,\n{line}\n"
+            f"            b,\n        {closer}\n        return 1\n"
+        )
+        out, _ = structure.decode([span_of(text, "VAR X = 12.")], text, "code", "sentence")
+        assert ("def f(self):" in out) is nested and ("class A:" in out) is nested
+        assert line in out
