@@ -211,6 +211,9 @@ def linked(neighbour: str, kept: str) -> bool:
 # `://`) and does not keep one (`drop_faint`).
 FAINT_TOKENS = 2
 SURE = 0.9
+# Prose: a faint span (at most STRAY_TOKENS tokens) next to a clear detection needs a link to
+# it (`drop_stray`); 0 turns that off.
+STRAY_TOKENS = 2
 
 
 def drop_faint(
@@ -227,13 +230,69 @@ def drop_faint(
     """
     starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
     sup = np.asarray(support, dtype=np.float32)
+    return [s for s in spans if not faint(s, starts, sup, FAINT_TOKENS)]
+
+
+def faint(span: Span, starts: np.ndarray, sup: np.ndarray, max_tokens: int) -> bool:
+    """At most `max_tokens` tokens (those overlapping the span, so the token " wise" of the
+    span "wise" counts) and none at SURE support."""
+    i = max(int(np.searchsorted(starts, span.start, side="right")) - 1, 0)
+    j = int(np.searchsorted(starts, span.end))
+    return j - i <= max_tokens and not (j > i and float(sup[i:j].max()) >= SURE)
+
+
+def drop_stray(
+    spans: Sequence[Span],
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    support: Sequence[float],
+    bounds: Sequence[int],
+    max_tokens: int,
+) -> list[Span]:
+    """Prose: faint spans in a sentence next to one holding a clear detection, when that
+    sentence is not `linked` to it: the critic's span running on past a planted statement
+    into the unrelated sentence after it (" Abu" at 0.86), or a word there that resembles the
+    question. A faint span anywhere else stays (the only trace of a half-believed fact)."""
+    starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+    sup = np.asarray(support, dtype=np.float32)
+    paragraphs = paragraph_ends(text)
+    spans = [p for s in spans for p in _split_at(s, text, bounds)]
+    weak = [faint(s, starts, sup, max_tokens) for s in spans]
+    where = [bisect.bisect_right(bounds, s.start) for s in spans]
+    clear = {k for k, w in zip(where, weak, strict=True) if not w}
+
+    def sentence(k: int) -> tuple[int, int]:
+        return _trim(text, bounds[k - 1] if k else 0, bounds[k] if k < len(bounds) else len(text))
+
     out = []
-    for s in spans:
-        i = int(np.searchsorted(starts, s.start, side="right")) - 1
-        j = int(np.searchsorted(starts, s.end))
-        i = max(i, 0)
-        if j - i > FAINT_TOKENS or (j > i and float(sup[i:j].max()) >= SURE):
-            out.append(s)
+    for s, w, k in zip(spans, weak, where, strict=True):
+        if w and k not in clear:
+            a, b = sentence(k)
+            par = bisect.bisect_right(paragraphs, a)
+            stray = False
+            for n in (k - 1, k + 1):
+                if n in clear and 0 <= n <= len(bounds):
+                    na, nb = sentence(n)
+                    if bisect.bisect_right(paragraphs, na) == par and not linked(
+                        text[a:b], text[na:nb]
+                    ):
+                        stray = True
+            if stray:
+                continue
+        out.append(s)
+    return out
+
+
+def _split_at(span: Span, text: str, bounds: Sequence[int]) -> list[Span]:
+    """A span cut at the unit bounds inside it, each piece trimmed, with the span's score."""
+    cuts = bounds[bisect.bisect_right(bounds, span.start) : bisect.bisect_left(bounds, span.end)]
+    if not cuts:
+        return [span]
+    out = []
+    for a, b in zip([span.start, *cuts], [*cuts, span.end], strict=True):
+        a, b = _trim(text, a, b)
+        if b > a:
+            out.append(Span(a, b, text[a:b], span.score))
     return out
 
 
@@ -456,6 +515,8 @@ def decode(
             code_index=code_index,
         )  # fmt: skip
     bounds = sentence_ends(text) if granularity == "sentence" else None
+    if bounds is not None and support is not None and STRAY_TOKENS:
+        spans = drop_stray(spans, text, offsets, support, bounds, STRAY_TOKENS)
     spans = expand(spans, text, granularity, bounds=bounds)
     if weak_threshold is not None and granularity == "sentence":
         assert support is not None, "weak_threshold needs the per-token support"

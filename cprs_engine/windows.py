@@ -70,7 +70,7 @@ _ABBREVIATIONS = frozenset(
 )
 # Initials and dotted abbreviations: "R." in "Thomas R. Suozzi", "U.S.", "D.C.", "a.k.a.".
 _INITIALS_RE = re.compile(r"[a-z](?:\.[a-z])*")
-_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+_WORD_BEFORE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z][A-Za-z.]*)$")
 _BLANK_LINE_RE = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _NEWLINE_RE = re.compile(r"\n\s*")
 _WHITESPACE_CODES = np.array([ord(c) for c in map(chr, range(0x3001)) if c.isspace()], np.uint32)

@@ -436,3 +436,49 @@ def test_a_faint_short_span_keeps_no_line_of_a_structured_type(hit, support_at_h
     assert ("def load_dtype(y):" in out) is kept
     prose, _ = decode(t, offsets, FAINT_CODE, support, support=support)
     assert "load_dtype" in prose  # prose keeps its faint hits
+
+
+STRAY_TEXT = (
+    "VAR QKNSL = 37221. Abu was a geologist. Rivers drain QKNSL basins.\n\nA lone clue sits here."
+)
+
+
+@pytest.mark.parametrize(
+    "hit, kept",
+    [
+        ("Abu", False),  # faint, next to the clear statement, not linked to it: a run-on
+        ("lone", True),  # faint but in another paragraph: the only trace of something
+        ("Abu was a", True),  # three tokens: not faint
+    ],
+)
+def test_a_faint_hit_next_to_a_clear_sentence_needs_a_link(hit, kept):
+    offsets = word_tokens(STRAY_TEXT)
+    t, support = [O] * len(offsets), [0.0] * len(offsets)
+    end = STRAY_TEXT.index(" Abu")
+    at, to = STRAY_TEXT.index(hit), STRAY_TEXT.index(hit) + len(hit)
+    for k, (a, b) in enumerate(offsets):
+        if b <= end:
+            t[k], support[k] = I, 0.99
+        elif a < to and b > at:
+            t[k], support[k] = I, 0.86
+    t[0] = B
+    out, spans = decode(t, offsets, STRAY_TEXT, support, support=support)
+    check_spans(spans, STRAY_TEXT)
+    assert out.startswith("VAR QKNSL = 37221.")
+    sentence = next(s for s in ("Abu was a geologist.", "A lone clue sits here.") if hit in s)
+    assert (sentence in out) is kept
+
+
+def test_a_faint_hit_in_a_linked_neighbour_stays():
+    """`Rivers drain QKNSL basins.` shares a term with the statement before it: no run-on."""
+    text = "VAR QKNSL = 37221. Rivers drain QKNSL basins. Abu was a geologist."
+    offsets = word_tokens(text)
+    t, support = [O] * len(offsets), [0.0] * len(offsets)
+    for k, (a, b) in enumerate(offsets):
+        if b <= text.index(" Rivers"):
+            t[k], support[k] = I, 0.99
+        elif text[a:b].strip() == "drain":
+            t[k], support[k] = B, 0.6
+    t[0] = B
+    out, _ = decode(t, offsets, text, support, support=support)
+    assert out == "VAR QKNSL = 37221. Rivers drain QKNSL basins."

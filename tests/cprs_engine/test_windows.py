@@ -77,6 +77,19 @@ def test_initials_abbreviations_and_semicolons_do_not_end_a_sentence():
     ]
 
 
+def test_a_word_ending_in_a_letter_after_digits_is_no_initial():
+    """`1980s.` ends a sentence: its last letter is not an initial like the `R.` of a name."""
+    text = "Divestment began in the 1980s. VAR QKNSL = 51. He sold MP3s. Thomas R. Suozzi spoke."
+    ends = sentence_ends(text)
+    pieces = [text[a:b].strip() for a, b in zip([0, *ends], ends, strict=False)]
+    assert pieces == [
+        "Divestment began in the 1980s.",
+        "VAR QKNSL = 51.",
+        "He sold MP3s.",
+        "Thomas R. Suozzi spoke.",
+    ]
+
+
 def test_sentence_ends_newline_and_glued_sentences():
     text = "Title\nmistakes.If you go; then stop\n\nend"
     ends = sentence_ends(text)
