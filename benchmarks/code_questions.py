@@ -610,7 +610,7 @@ def run_doc(doc: Doc, case: Case, comp, view, embedder) -> list[dict]:
         if method.startswith("cprs"):
             saved = compressor.symbol_anchors
             if method == "cprs-noanchor":
-                compressor.symbol_anchors = lambda scored: []
+                compressor.symbol_anchors = lambda *_: []  # whatever its signature: no anchors
             try:
                 res = comp.compress(case.question, doc.text)
             finally:

@@ -394,6 +394,7 @@ class Compressor:
             anchors=symbol_anchors(scored, ix),
             context=context,
             code_index=ix,
+            query=scored.query,
         )
         out_tokens = self.count_tokens(compressed) if compressed else 0
         timings = scored.timings | {"decode": time.perf_counter() - t2}

@@ -217,20 +217,36 @@ STRAY_TOKENS = 2
 
 
 def drop_faint(
-    spans: Sequence[Span], offsets: Sequence[tuple[int, int]], support: Sequence[float]
+    spans: Sequence[Span],
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    support: Sequence[float],
+    query: str = "",
 ) -> list[Span]:
     """Spans of code, markdown, logs and JSON without the faint ones: at most FAINT_TOKENS
-    tokens and no token's `support` at SURE.
+    tokens, no token's `support` at SURE, and a line that shares no word with the question.
 
     In prose a faint hit costs its sentence; in a structured type it costs a whole line or
     statement and the context that makes it readable (enclosing signatures, a heading path),
     and the critic's faint hits there are mostly pieces of identifiers and URLs that resemble
-    the question (measured: docs/document-types.md). Prose keeps them: there a lone token at
-    0.5 can be the only trace of a half-believed fact. Symbol anchors are added after this.
+    the question's kind of answer (`wise` of `Piecewise`, `_dtype`, `://`: measured in
+    docs/document-types.md). A faint hit on a line that names a word of the question (`ap` of
+    `self.leapdays` for "Where is `leapdays` applied?") is a real one. Prose keeps them all:
+    there a lone token at 0.5 can be the only trace of a half-believed fact. Symbol anchors
+    are added after this.
     """
     starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
     sup = np.asarray(support, dtype=np.float32)
-    return [s for s in spans if not faint(s, starts, sup, FAINT_TOKENS)]
+    asked = terms(query)
+    out = []
+    for s in spans:
+        if faint(s, starts, sup, FAINT_TOKENS):
+            a = text.rfind("\n", 0, s.start) + 1
+            b = text.find("\n", s.end)
+            if not asked & terms(text[a : b if b >= 0 else len(text)]):
+                continue
+        out.append(s)
+    return out
 
 
 def faint(span: Span, starts: np.ndarray, sup: np.ndarray, max_tokens: int) -> bool:
@@ -470,6 +486,7 @@ def decode(
     anchors: Sequence[tuple[int, int]] = (),
     context: bool = True,
     code_index: CodeIndex | None = None,
+    query: str = "",
 ) -> tuple[str, list[Span]]:
     """The whole pipeline: lower → correct → spans → expand → weak neighbours → budget → merge
     → join.
@@ -501,7 +518,7 @@ def decode(
     mark = structure.resolve_elision(elision, doc_type, granularity)
     if doc_type != doctypes.PROSE and granularity != "keyword":
         if support is not None:
-            spans = drop_faint(spans, offsets, support)
+            spans = drop_faint(spans, text, offsets, support, query)
         if weak_threshold is not None and granularity == "sentence":
             assert support is not None, "weak_threshold needs the per-token support"
             lines = None if doc_type == doctypes.MARKDOWN else line_ends(text)

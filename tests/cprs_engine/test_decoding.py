@@ -438,6 +438,16 @@ def test_a_faint_short_span_keeps_no_line_of_a_structured_type(hit, support_at_h
     assert "load_dtype" in prose  # prose keeps its faint hits
 
 
+def test_a_faint_hit_on_a_line_naming_a_word_of_the_question_stays():
+    t, offsets, support = faint_case("load_dtype", 0.5)
+    asked = "Where is `load_dtype` defined?"
+    out, _ = decode(t, offsets, FAINT_CODE, support, support=support, doc_type="code", query=asked)
+    assert "def load_dtype(y):" in out
+    other = "Where is the value returned?"
+    out, _ = decode(t, offsets, FAINT_CODE, support, support=support, doc_type="code", query=other)
+    assert "def load_dtype(y):" not in out
+
+
 STRAY_TEXT = (
     "VAR QKNSL = 37221. Abu was a geologist. Rivers drain QKNSL basins.\n\nA lone clue sits here."
 )
