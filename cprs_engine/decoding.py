@@ -214,6 +214,8 @@ SURE = 0.9
 # Prose: a faint span (at most STRAY_TOKENS tokens) next to a clear detection needs a link to
 # it (`drop_stray`); 0 turns that off.
 STRAY_TOKENS = 2
+# ... and a faint span whose words are all stop words (" the" at 0.44) keeps nothing anywhere.
+CONTENTLESS = True
 
 
 def drop_faint(
@@ -268,7 +270,9 @@ def drop_stray(
     """Prose: faint spans in a sentence next to one holding a clear detection, when that
     sentence is not `linked` to it: the critic's span running on past a planted statement
     into the unrelated sentence after it (" Abu" at 0.86), or a word there that resembles the
-    question. A faint span anywhere else stays (the only trace of a half-believed fact)."""
+    question. A faint span anywhere else stays (the only trace of a half-believed fact),
+    unless the words it touches are stop words only (CONTENTLESS: a lone " the" at 0.44 kept a
+    whole sentence about a Warsaw museum for a variable-tracking question)."""
     starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
     sup = np.asarray(support, dtype=np.float32)
     paragraphs = paragraph_ends(text)
@@ -282,6 +286,8 @@ def drop_stray(
 
     out = []
     for s, w, k in zip(spans, weak, where, strict=True):
+        if w and CONTENTLESS and not terms(_words_around(text, s)):
+            continue
         if w and k not in clear:
             a, b = sentence(k)
             par = bisect.bisect_right(paragraphs, a)
@@ -297,6 +303,16 @@ def drop_stray(
                 continue
         out.append(s)
     return out
+
+
+def _words_around(text: str, span: Span) -> str:
+    """The span widened to whole words (`IT` of `VPITF` is the word `VPITF`)."""
+    a, b = span.start, span.end
+    while a > 0 and (text[a - 1].isalnum() or text[a - 1] == "_"):
+        a -= 1
+    while b < len(text) and (text[b].isalnum() or text[b] == "_"):
+        b += 1
+    return text[a:b]
 
 
 def _split_at(span: Span, text: str, bounds: Sequence[int]) -> list[Span]:

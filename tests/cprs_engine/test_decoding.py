@@ -492,3 +492,35 @@ def test_a_faint_hit_in_a_linked_neighbour_stays():
     t[0] = B
     out, _ = decode(t, offsets, text, support, support=support)
     assert out == "VAR QKNSL = 37221. Rivers drain QKNSL basins."
+
+
+@pytest.mark.parametrize(
+    "hit, kept",
+    [
+        ("the", False),  # a faint stop word is no trace of anything
+        ("sits", True),  # a faint word is
+    ],
+)
+def test_a_faint_hit_without_a_content_word_keeps_nothing(hit, kept):
+    filler = "The river runs far from here, past many old towns and over the wide plain. " * 2
+    text = f"VAR QKNSL = 37221. Abu was a geologist.\n\n{filler}\n\nA clue sits on the shelf."
+    offsets = word_tokens(text)
+    t, support = [O] * len(offsets), [0.0] * len(offsets)
+    far = text.index("A clue")
+    for k, (a, b) in enumerate(offsets):
+        if b <= text.index(" Abu"):
+            t[k], support[k] = I, 0.99
+        elif a >= far - 1 and text[a:b].strip() == hit:
+            t[k], support[k] = I, 0.5
+    t[0] = B
+    out, _ = decode(t, offsets, text, support, support=support)
+    assert ("A clue sits on the shelf." in out) is kept
+
+
+def test_a_faint_piece_of_a_word_counts_as_that_word():
+    """`IT` alone is no content word, but it is a piece of `VPITF`: that sentence stays."""
+    from cprs_engine.decoding import _words_around
+
+    text = "VAR HBROO = VAR VPITF."
+    at = text.index("IT")
+    assert _words_around(text, Span(at, at + 2, "IT", 0.5)) == "VPITF"
