@@ -212,10 +212,8 @@ def linked(neighbour: str, kept: str) -> bool:
 FAINT_TOKENS = 2
 SURE = 0.9
 # Prose: a faint span (at most STRAY_TOKENS tokens) next to a clear detection needs a link to
-# it (`drop_stray`); 0 turns that off.
+# it, and one touching only stop words keeps nothing (`drop_stray`); 0 turns both off.
 STRAY_TOKENS = 2
-# ... and a faint span whose words are all stop words (" the" at 0.44) keeps nothing anywhere.
-CONTENTLESS = True
 
 
 def drop_faint(
@@ -265,44 +263,39 @@ def drop_stray(
     offsets: Sequence[tuple[int, int]],
     support: Sequence[float],
     bounds: Sequence[int],
-    max_tokens: int,
 ) -> list[Span]:
-    """Prose: faint spans in a sentence next to one holding a clear detection, when that
-    sentence is not `linked` to it: the critic's span running on past a planted statement
-    into the unrelated sentence after it (" Abu" at 0.86), or a word there that resembles the
-    question. A faint span anywhere else stays (the only trace of a half-believed fact),
-    unless the words it touches are stop words only (CONTENTLESS: a lone " the" at 0.44 kept a
-    whole sentence about a Warsaw museum for a variable-tracking question)."""
+    """Prose: faint spans (at most STRAY_TOKENS tokens) in a sentence next to one holding a
+    clear detection, when that sentence is not `linked` to it: the critic's span running on
+    past a planted statement into the unrelated sentence after it (" Abu" at 0.86), or a word
+    there that resembles the question. A faint span anywhere else stays (the only trace of a
+    half-believed fact), unless the words it touches are stop words only (a lone " the" at
+    0.44 kept a whole sentence about a Warsaw museum for a variable-tracking question)."""
     starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
     sup = np.asarray(support, dtype=np.float32)
     paragraphs = paragraph_ends(text)
     spans = [p for s in spans for p in _split_at(s, text, bounds)]
-    weak = [faint(s, starts, sup, max_tokens) for s in spans]
+    weak = [faint(s, starts, sup, STRAY_TOKENS) for s in spans]
     where = [bisect.bisect_right(bounds, s.start) for s in spans]
     clear = {k for k, w in zip(where, weak, strict=True) if not w}
 
-    def sentence(k: int) -> tuple[int, int]:
-        return _trim(text, bounds[k - 1] if k else 0, bounds[k] if k < len(bounds) else len(text))
+    def stray(k: int) -> bool:  # sentence k sits next to a clear one it is not linked to
+        a, b = _sentence(text, bounds, k)
+        par = bisect.bisect_right(paragraphs, a)
+        return any(
+            bisect.bisect_right(paragraphs, na) == par and not linked(text[a:b], text[na:nb])
+            for na, nb in (_sentence(text, bounds, n) for n in (k - 1, k + 1) if n in clear)
+        )
 
-    out = []
-    for s, w, k in zip(spans, weak, where, strict=True):
-        if w and CONTENTLESS and not terms(_words_around(text, s)):
-            continue
-        if w and k not in clear:
-            a, b = sentence(k)
-            par = bisect.bisect_right(paragraphs, a)
-            stray = False
-            for n in (k - 1, k + 1):
-                if n in clear and 0 <= n <= len(bounds):
-                    na, nb = sentence(n)
-                    if bisect.bisect_right(paragraphs, na) == par and not linked(
-                        text[a:b], text[na:nb]
-                    ):
-                        stray = True
-            if stray:
-                continue
-        out.append(s)
-    return out
+    return [
+        s
+        for s, w, k in zip(spans, weak, where, strict=True)
+        if not w or (terms(_words_around(text, s)) and (k in clear or not stray(k)))
+    ]
+
+
+def _sentence(text: str, bounds: Sequence[int], k: int) -> tuple[int, int]:
+    """Unit k of `bounds` (ends, as `sentence_ends`), trimmed of whitespace."""
+    return _trim(text, bounds[k - 1] if k else 0, bounds[k])
 
 
 def _words_around(text: str, span: Span) -> str:
@@ -362,9 +355,6 @@ def extend_weak(
     support = np.asarray(support, dtype=np.float32)
     limit = MAX_UNIT_CHARS["sentence"]
 
-    def unit(k: int) -> tuple[int, int]:
-        return _trim(text, bounds[k - 1] if k else 0, bounds[k])
-
     ranges = [(s.start, s.end, s.score) for s in spans]
     held = [
         (bisect.bisect_right(bounds, s.start), bisect.bisect_left(bounds, s.end)) for s in spans
@@ -376,7 +366,7 @@ def extend_weak(
             if not 0 <= k < len(bounds) or k in seen:
                 continue
             seen.add(k)
-            a, b = unit(k)
+            a, b = _sentence(text, bounds, k)
             if not a < b <= a + limit or bisect.bisect_right(paragraphs, a) != par:
                 continue
             # Its tokens: those overlapping [a, b), so the first word's token (" He", which
@@ -521,6 +511,9 @@ def decode(
     such a type keeps whole lines without the structure around them. `code_index`: the code
     document's `CodeIndex` when the caller has built one already (for its anchors).
 
+    With `support`, faint spans go first: in a structured type those on lines sharing no word
+    with `query` (`drop_faint`), in prose at sentence granularity the stray ones (`drop_stray`).
+
     The budget picks among granularity units before touching units are merged (so it chooses
     sentences, not one merged block). With a budget, the returned text's `count_tokens` is
     guaranteed <= budget_tokens: if joining added tokens, the weakest span is dropped again.
@@ -548,8 +541,8 @@ def decode(
             code_index=code_index,
         )  # fmt: skip
     bounds = sentence_ends(text) if granularity == "sentence" else None
-    if bounds is not None and support is not None and STRAY_TOKENS:
-        spans = drop_stray(spans, text, offsets, support, bounds, STRAY_TOKENS)
+    if bounds is not None and support is not None:
+        spans = drop_stray(spans, text, offsets, support, bounds)
     spans = expand(spans, text, granularity, bounds=bounds)
     if weak_threshold is not None and granularity == "sentence":
         assert support is not None, "weak_threshold needs the per-token support"
